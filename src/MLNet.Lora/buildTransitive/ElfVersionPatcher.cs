@@ -142,7 +142,7 @@ namespace MLNet.Lora.Build
 
         public override bool Execute()
         {
-            string system = ElfVersionPatcher.FindSystemLibStdCxx();
+            string? system = ElfVersionPatcher.FindSystemLibStdCxx();
             if (system == null)
             {
                 Log.LogMessage(MessageImportance.Low, "MLNet.Lora: no system libstdc++.so.6 found; native libraries left as they are.");
