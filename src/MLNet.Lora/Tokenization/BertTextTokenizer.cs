@@ -1,0 +1,106 @@
+using Microsoft.ML.Tokenizers;
+
+namespace MLNet.Lora.Tokenization;
+
+/// <summary>
+/// WordPiece tokenization for BERT-family encoders, built on Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/>:
+/// single texts and text pairs, truncation to a maximum length, and batches padded to their longest item.
+/// </summary>
+/// <example>
+/// <code>
+/// var tokenizer = BertTextTokenizer.FromVocabulary(File.OpenRead("vocab.txt"), lowerCase: true);
+/// EncodedText one = tokenizer.Encode("How are you?", maxLength: 128);
+/// using var scope = torch.NewDisposeScope();
+/// TokenBatch batch = tokenizer.EncodeBatch(["a short one", "and a somewhat longer one"], maxLength: 128);
+/// </code>
+/// </example>
+public sealed class BertTextTokenizer
+{
+    private readonly BertTokenizer tokenizer;
+
+    private BertTextTokenizer(BertTokenizer tokenizer, bool lowerCase)
+    {
+        this.tokenizer = tokenizer;
+        LowerCase = lowerCase;
+    }
+
+    /// <summary>Whether text is lower-cased before WordPiece (true for uncased checkpoints).</summary>
+    public bool LowerCase { get; }
+
+    /// <summary>Id of <c>[PAD]</c>.</summary>
+    public int PadTokenId => tokenizer.PaddingTokenId;
+
+    /// <summary>Id of <c>[CLS]</c>.</summary>
+    public int ClassificationTokenId => tokenizer.ClassificationTokenId;
+
+    /// <summary>Id of <c>[SEP]</c>.</summary>
+    public int SeparatorTokenId => tokenizer.SeparatorTokenId;
+
+    /// <summary>Reads a WordPiece <c>vocab.txt</c> (one token a line).</summary>
+    public static BertTextTokenizer FromVocabulary(Stream vocabulary, bool lowerCase)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        var options = new BertOptions { LowerCaseBeforeTokenization = lowerCase, ApplyBasicTokenization = true };
+        return new BertTextTokenizer(BertTokenizer.Create(vocabulary, options), lowerCase);
+    }
+
+    /// <summary>Reads a WordPiece <c>vocab.txt</c> file.</summary>
+    public static BertTextTokenizer FromVocabularyFile(string path, bool lowerCase)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"Vocabulary file '{path}' does not exist.", path);
+        using var stream = File.OpenRead(path);
+        return FromVocabulary(stream, lowerCase);
+    }
+
+    /// <summary>
+    /// Encodes a text, or a pair, as <c>[CLS] text [SEP]</c> or <c>[CLS] text [SEP] pair [SEP]</c>, truncating to
+    /// <paramref name="maxLength"/> tokens (for pairs, the longer side loses tokens first, as Hugging Face's
+    /// <c>longest_first</c>). Null text counts as empty.
+    /// </summary>
+    public EncodedText Encode(string? text, string? pair = null, int maxLength = 128)
+    {
+        int specials = pair is null ? 2 : 3;
+        if (maxLength < specials + 1)
+            throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, $"Must leave room for {specials} special tokens and one word.");
+
+        IReadOnlyList<int> first = Words(text);
+        IReadOnlyList<int> second = pair is null ? [] : Words(pair);
+        int budget = maxLength - specials;
+        int keepFirst = first.Count, keepSecond = second.Count;
+        while (keepFirst + keepSecond > budget)
+        {
+            if (keepFirst >= keepSecond) keepFirst--; else keepSecond--;
+        }
+        bool truncated = keepFirst < first.Count || keepSecond < second.Count;
+
+        int length = keepFirst + keepSecond + specials;
+        var ids = new int[length];
+        var types = new int[length];
+        int at = 0;
+        ids[at++] = ClassificationTokenId;
+        for (int i = 0; i < keepFirst; i++) ids[at++] = first[i];
+        ids[at++] = SeparatorTokenId;
+        if (pair is not null)
+        {
+            int secondStart = at;
+            for (int i = 0; i < keepSecond; i++) ids[at++] = second[i];
+            ids[at++] = SeparatorTokenId;
+            types.AsSpan(secondStart).Fill(1);
+        }
+        return new EncodedText(ids, types, truncated);
+    }
+
+    /// <summary>Encodes texts (and optional pairs) and pads them to the longest of the batch.</summary>
+    public TokenBatch EncodeBatch(IReadOnlyList<string?> texts, IReadOnlyList<string?>? pairs = null, int maxLength = 128,
+        TorchSharp.torch.Device? device = null)
+    {
+        if (pairs is not null && pairs.Count != texts.Count)
+            throw new ArgumentException($"{nameof(pairs)} has {pairs.Count} items but {nameof(texts)} has {texts.Count}.", nameof(pairs));
+        var encoded = new EncodedText[texts.Count];
+        for (int i = 0; i < encoded.Length; i++) encoded[i] = Encode(texts[i], pairs?[i], maxLength);
+        return TokenBatch.Collate(encoded, PadTokenId, device);
+    }
+
+    private IReadOnlyList<int> Words(string? text) =>
+        string.IsNullOrEmpty(text) ? [] : tokenizer.EncodeToIds(text, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: true);
+}
