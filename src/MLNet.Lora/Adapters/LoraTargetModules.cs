@@ -1,0 +1,72 @@
+namespace MLNet.Lora.Adapters;
+
+/// <summary>
+/// The weight matrices of a BERT layer that LoRA can adapt. Combine with <c>|</c>; the default,
+/// <see cref="Query"/> | <see cref="Value"/>, is the original LoRA paper's choice (Hu et al. 2021).
+/// </summary>
+[Flags]
+public enum LoraTargetModules
+{
+    /// <summary>No module.</summary>
+    None = 0,
+
+    /// <summary><c>attention.self.query</c>.</summary>
+    Query = 1,
+
+    /// <summary><c>attention.self.key</c>.</summary>
+    Key = 2,
+
+    /// <summary><c>attention.self.value</c>.</summary>
+    Value = 4,
+
+    /// <summary><c>attention.output.dense</c>: the attention's output projection.</summary>
+    AttentionOutput = 8,
+
+    /// <summary><c>intermediate.dense</c>: the feed-forward expansion.</summary>
+    Intermediate = 16,
+
+    /// <summary><c>output.dense</c>: the feed-forward projection back.</summary>
+    Output = 32,
+
+    /// <summary>Query, key and value.</summary>
+    AllAttention = Query | Key | Value | AttentionOutput,
+
+    /// <summary>Every linear layer of every transformer block.</summary>
+    All = AllAttention | Intermediate | Output,
+}
+
+/// <summary>Maps module paths of a BERT encoder to <see cref="LoraTargetModules"/> kinds.</summary>
+public static class LoraModulePaths
+{
+    /// <summary>Every single kind, in the order of a layer's forward pass.</summary>
+    public static IReadOnlyList<LoraTargetModules> Kinds { get; } =
+    [
+        LoraTargetModules.Query, LoraTargetModules.Key, LoraTargetModules.Value,
+        LoraTargetModules.AttentionOutput, LoraTargetModules.Intermediate, LoraTargetModules.Output,
+    ];
+
+    /// <summary>
+    /// The kind of the linear layer at <paramref name="path"/> (for example <c>encoder.layer.3.attention.self.query</c>),
+    /// or <see cref="LoraTargetModules.None"/> when the path is not one of a layer's linear layers.
+    /// </summary>
+    public static LoraTargetModules KindOf(string path)
+    {
+        // Paths may carry a prefix (such as "bert."); what matters is the part after "encoder.layer.N.".
+        const string marker = "encoder.layer.";
+        int at = path.IndexOf(marker, StringComparison.Ordinal);
+        if (at < 0) return LoraTargetModules.None;
+        string rest = path[(at + marker.Length)..];
+        int dot = rest.IndexOf('.');
+        if (dot < 0 || !int.TryParse(rest[..dot], out _)) return LoraTargetModules.None;
+        return rest[(dot + 1)..] switch
+        {
+            "attention.self.query" => LoraTargetModules.Query,
+            "attention.self.key" => LoraTargetModules.Key,
+            "attention.self.value" => LoraTargetModules.Value,
+            "attention.output.dense" => LoraTargetModules.AttentionOutput,
+            "intermediate.dense" => LoraTargetModules.Intermediate,
+            "output.dense" => LoraTargetModules.Output,
+            _ => LoraTargetModules.None,
+        };
+    }
+}
