@@ -1,0 +1,55 @@
+using MLNet.Lora.Encoders;
+using MLNet.Lora.Tokenization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MLNet.Lora.Training;
+
+/// <summary>
+/// An encoder with a classification head: logits = classifier(dropout(pool(bert(tokens)))). Names follow Hugging Face's
+/// <c>BertForSequenceClassification</c> (<c>bert.*</c>, <c>classifier.*</c>).
+/// </summary>
+public sealed class TextClassificationModel : nn.Module
+{
+    private readonly BertModel bert;
+    private readonly Dropout dropout;
+    private readonly Linear classifier;
+
+    /// <summary>Puts a fresh head of <paramref name="classCount"/> outputs over <paramref name="encoder"/>, which this model then owns.</summary>
+    public TextClassificationModel(BertModel encoder, int classCount, PoolingStrategy pooling, double headDropout = 0.1)
+        : base(nameof(TextClassificationModel))
+    {
+        if (classCount < 2) throw new ArgumentOutOfRangeException(nameof(classCount), classCount, "A classifier needs at least two classes.");
+        bert = encoder;
+        dropout = nn.Dropout(headDropout);
+        classifier = nn.Linear(encoder.Config.HiddenSize, classCount);
+        Pooling = pooling;
+        RegisterComponents();
+        using var _ = no_grad();
+        nn.init.normal_(classifier.weight!, 0, 0.02);
+        nn.init.zeros_(classifier.bias!);
+    }
+
+    /// <summary>The encoder.</summary>
+    public BertModel Encoder => bert;
+
+    /// <summary>The classification head.</summary>
+    public Linear Classifier => classifier;
+
+    /// <summary>Number of classes.</summary>
+    public int ClassCount => (int)classifier.weight!.shape[0];
+
+    /// <summary>How token states are pooled before the head.</summary>
+    public PoolingStrategy Pooling { get; }
+
+    /// <summary>Class logits, [batch, classes].</summary>
+    public Tensor forward(TokenBatch batch) => classifier.forward(dropout.forward(Features(batch)));
+
+    /// <summary>The pooled features the head sees, [batch, hidden].</summary>
+    public Tensor Features(TokenBatch batch)
+    {
+        var output = bert.forward(batch.InputIds, batch.AttentionMask, batch.TokenTypeIds);
+        return MLNet.Lora.Encoders.Pooling.Pool(output, batch.AttentionMask, Pooling);
+    }
+}
