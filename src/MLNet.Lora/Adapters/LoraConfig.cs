@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace MLNet.Lora.Adapters;
 
 /// <summary>
@@ -22,12 +24,14 @@ public sealed record LoraConfig
     public double Dropout { get; init; }
 
     /// <summary>Which linear layers get an adapter.</summary>
+    [JsonConverter(typeof(JsonStringEnumConverter<LoraTargetModules>))]
     public LoraTargetModules TargetModules { get; init; } = LoraTargetModules.Query | LoraTargetModules.Value;
 
     /// <summary>Use rank-stabilised scaling alpha / √r instead of alpha / r.</summary>
     public bool UseRsLora { get; init; }
 
     /// <summary>The factor applied to B·A.</summary>
+    [JsonIgnore]
     public double Scaling => UseRsLora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid setting.</summary>

@@ -61,6 +61,16 @@ public sealed class BertModel : nn.Module
         return new BertModelOutput(last, pooled, hiddenStates, attentions);
     }
 
+    /// <summary>A new model with the same configuration and a copy of every weight (what a fine-tune changes is then its own).</summary>
+    public BertModel Clone()
+    {
+        var copy = new BertModel(Config);
+        using var _ = no_grad();
+        var source = named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, parameter) in copy.named_parameters()) parameter.copy_(source[name]);
+        return copy;
+    }
+
     /// <summary>BERT's initialiser: normal(0, 0.02) weights, zero biases, unit LayerNorm.</summary>
     private void InitializeWeights()
     {

@@ -1,0 +1,308 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using MLNet.Lora.Adapters;
+using MLNet.Lora.Checkpoints;
+using MLNet.Lora.Encoders;
+using MLNet.Lora.Integration;
+using MLNet.Lora.Training;
+
+namespace MLNet.Lora;
+
+/// <summary>
+/// Fine-tunes a frozen pretrained BERT-family encoder with LoRA adapters (or fully, or head only) for text
+/// classification, as an ML.NET estimator. The label must be a key column (use <c>MapValueToKey</c>).
+/// </summary>
+/// <example>
+/// <code>
+/// var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
+///     .Append(ml.MulticlassClassification.Trainers.LoraTextClassification(rank: 8, maxEpochs: 3))
+///     .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+/// ITransformer model = pipeline.Fit(train);
+/// ml.Model.SaveWithAdapters(model, train.Schema, "model.zip");
+/// </code>
+/// </example>
+public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassificationTransformer>
+{
+    private readonly IHostEnvironment env;
+    private readonly Options options;
+
+    /// <summary>Creates the trainer. Prefer <c>mlContext.MulticlassClassification.Trainers.LoraTextClassification(...)</c>.</summary>
+    public LoraTextClassificationTrainer(MLContext mlContext, Options options)
+        : this((IHostEnvironment)mlContext, options)
+    {
+    }
+
+    internal LoraTextClassificationTrainer(IHostEnvironment env, Options options)
+    {
+        this.env = env ?? throw new ArgumentNullException(nameof(env));
+        this.options = (options ?? throw new ArgumentNullException(nameof(options))).Validate();
+    }
+
+    /// <summary>Settings of <see cref="LoraTextClassificationTrainer"/>. Every field has a sensible default.</summary>
+    public sealed class Options
+    {
+        /// <summary>The label column: a key type (add <c>MapValueToKey</c> before the trainer).</summary>
+        public string LabelColumnName = DefaultColumnNames.Label;
+
+        /// <summary>The text column.</summary>
+        public string TextColumnName = "Text";
+
+        /// <summary>An optional second text column, for pair tasks (entailment, paraphrase): encoded as <c>[CLS] a [SEP] b [SEP]</c> with segment ids.</summary>
+        public string? SecondTextColumnName;
+
+        /// <summary>The output column of class probabilities.</summary>
+        public string ScoreColumnName = DefaultColumnNames.Score;
+
+        /// <summary>The output column of the predicted label (a key of the label's type).</summary>
+        public string PredictedLabelColumnName = DefaultColumnNames.PredictedLabel;
+
+        /// <summary>Where the base encoder comes from; default the embedded all-MiniLM-L6-v2.</summary>
+        public EncoderSource BaseModel = EncoderSource.Default;
+
+        /// <summary>An encoder already loaded; when set it is used instead of <see cref="BaseModel"/> (its weights are copied, not changed).</summary>
+        public PretrainedEncoder? Encoder;
+
+        /// <summary>Folder of converted encoders; default a per-user cache (or the MLNET_LORA_CACHE environment variable).</summary>
+        public string? CacheDirectory;
+
+        /// <summary>Which weights train: LoRA adapters (default), every weight, or the head alone.</summary>
+        public FineTuningMode Mode = FineTuningMode.Lora;
+
+        /// <summary>LoRA rank r.</summary>
+        public int Rank = 8;
+
+        /// <summary>LoRA alpha; the update is scaled by alpha / r.</summary>
+        public double Alpha = 16;
+
+        /// <summary>Dropout on the adapters' input while training.</summary>
+        public double LoraDropout = 0.05;
+
+        /// <summary>Which linear layers get adapters; default query and value.</summary>
+        public LoraTargetModules TargetModules = LoraTargetModules.Query | LoraTargetModules.Value;
+
+        /// <summary>Rank-stabilised scaling alpha / √r (rsLoRA).</summary>
+        public bool UseRsLora;
+
+        /// <summary>LoRA+: B's learning rate is this many times A's (the paper suggests 16); 1 is plain LoRA.</summary>
+        public double LoraPlusLearningRateRatio = 1;
+
+        /// <summary>How token states are pooled for the head; mean suits sentence-transformers encoders such as the default.</summary>
+        public PoolingStrategy Pooling = PoolingStrategy.Mean;
+
+        /// <summary>Dropout before the classification head while training.</summary>
+        public double HeadDropout = 0.1;
+
+        /// <summary>Passes over the training data.</summary>
+        public int MaxEpochs = 3;
+
+        /// <summary>Examples per optimizer step.</summary>
+        public int BatchSize = 32;
+
+        /// <summary>Peak learning rate; null picks the mode's usual value (LoRA 1e-3, full 5e-5, head only 5e-3).</summary>
+        public double? LearningRate;
+
+        /// <summary>AdamW's decoupled weight decay (not on biases or LayerNorm).</summary>
+        public double WeightDecay = 0.01;
+
+        /// <summary>Share of steps for linear warm-up; the rate then decays linearly to zero.</summary>
+        public double WarmupRatio = 0.06;
+
+        /// <summary>Gradient-norm clipping threshold; 0 turns clipping off.</summary>
+        public double MaxGradientNorm = 1.0;
+
+        /// <summary>Tokens per text, special tokens included; longer texts are truncated (and counted in the log).</summary>
+        public int MaxSequenceLength = 128;
+
+        /// <summary>Share of the training rows held out (seeded) for validation each epoch; 0 uses none.</summary>
+        public double ValidationFraction;
+
+        /// <summary>With validation data: stop after this many epochs without improvement; the best epoch's weights are kept either way.</summary>
+        public int? EarlyStoppingPatience;
+
+        /// <summary>Group texts of similar length into batches (pads less). False pads uniformly drawn batches.</summary>
+        public bool GroupByLength = true;
+
+        /// <summary>Rows per forward pass when scoring.</summary>
+        public int InferenceBatchSize = 64;
+
+        /// <summary>Merge the trained adapters into the inference weights when training ends (explicitly, via <see cref="LoraTextClassificationTransformer.MergeAdapters"/>).</summary>
+        public bool MergeAdaptersAfterTraining = true;
+
+        /// <summary>Seed of shuffling, dropout and initialisation; null draws one from the <see cref="MLContext"/>'s seed.</summary>
+        public int? Seed;
+
+        /// <summary>Receives progress (epoch, step, loss, learning rate, validation metrics, throughput, time left).</summary>
+        public IProgress<LoraTrainingProgress>? Progress;
+
+        /// <summary>Called after each epoch with the model between epochs (the forgetting monitor hooks in here).</summary>
+        public Action<EpochEndedContext>? EpochEnded;
+
+        /// <summary>Cancels training.</summary>
+        public CancellationToken CancellationToken;
+
+        /// <summary>The learning rate in use: <see cref="LearningRate"/> or the mode's default.</summary>
+        public double EffectiveLearningRate => LearningRate ?? Mode switch
+        {
+            FineTuningMode.Full => 5e-5,
+            FineTuningMode.HeadOnly => 5e-3,
+            _ => 1e-3,
+        };
+
+        internal LoraConfig LoraConfig => new() { Rank = Rank, Alpha = Alpha, Dropout = LoraDropout, TargetModules = TargetModules, UseRsLora = UseRsLora };
+
+        internal Options Validate()
+        {
+            static void Check(bool ok, string name, object? value, string rule)
+            {
+                if (!ok) throw new ArgumentOutOfRangeException(name, value, $"{nameof(Options)}.{name} {rule} (was {value}).");
+            }
+            Check(!string.IsNullOrWhiteSpace(LabelColumnName), nameof(LabelColumnName), LabelColumnName, "must name a column");
+            Check(!string.IsNullOrWhiteSpace(TextColumnName), nameof(TextColumnName), TextColumnName, "must name a column");
+            Check(!string.IsNullOrWhiteSpace(ScoreColumnName), nameof(ScoreColumnName), ScoreColumnName, "must name a column");
+            Check(!string.IsNullOrWhiteSpace(PredictedLabelColumnName), nameof(PredictedLabelColumnName), PredictedLabelColumnName, "must name a column");
+            Check(Rank > 0, nameof(Rank), Rank, "must be positive");
+            Check(Alpha > 0 && double.IsFinite(Alpha), nameof(Alpha), Alpha, "must be positive");
+            Check(LoraDropout >= 0 && LoraDropout < 1, nameof(LoraDropout), LoraDropout, "must be in [0, 1)");
+            Check(HeadDropout >= 0 && HeadDropout < 1, nameof(HeadDropout), HeadDropout, "must be in [0, 1)");
+            Check(TargetModules != LoraTargetModules.None && (TargetModules & ~LoraTargetModules.All) == 0, nameof(TargetModules), TargetModules, "must name at least one module");
+            Check(LoraPlusLearningRateRatio > 0, nameof(LoraPlusLearningRateRatio), LoraPlusLearningRateRatio, "must be positive");
+            Check(MaxEpochs > 0, nameof(MaxEpochs), MaxEpochs, "must be positive");
+            Check(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive");
+            Check(LearningRate is null || (LearningRate > 0 && double.IsFinite(LearningRate.Value)), nameof(LearningRate), LearningRate, "must be positive");
+            Check(WeightDecay >= 0, nameof(WeightDecay), WeightDecay, "must not be negative");
+            Check(WarmupRatio >= 0 && WarmupRatio < 1, nameof(WarmupRatio), WarmupRatio, "must be in [0, 1)");
+            Check(MaxGradientNorm >= 0, nameof(MaxGradientNorm), MaxGradientNorm, "must not be negative");
+            Check(MaxSequenceLength >= 8, nameof(MaxSequenceLength), MaxSequenceLength, "must be at least 8");
+            Check(ValidationFraction >= 0 && ValidationFraction < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");
+            Check(EarlyStoppingPatience is null or > 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, "must be positive");
+            Check(InferenceBatchSize > 0, nameof(InferenceBatchSize), InferenceBatchSize, "must be positive");
+            ArgumentNullException.ThrowIfNull(BaseModel, nameof(BaseModel));
+            return this;
+        }
+    }
+
+    /// <inheritdoc/>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        CheckShape(inputSchema, options.TextColumnName, "text");
+        if (options.SecondTextColumnName is { } second) CheckShape(inputSchema, second, "second text");
+        if (!inputSchema.TryFindColumn(options.LabelColumnName, out var label))
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"The label column '{options.LabelColumnName}' is not in the data.");
+        if (!label.IsKey)
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), LabelNotKeyMessage(options.LabelColumnName, label.ItemType.ToString()));
+
+        var columns = inputSchema.ToDictionary(c => c.Name);
+        columns[options.ScoreColumnName] = SchemaShapeColumns.Create(options.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
+        columns[options.PredictedLabelColumnName] = SchemaShapeColumns.Create(options.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar,
+            NumberDataViewType.UInt32, true, label.Annotations);
+        return new SchemaShape(columns.Values);
+    }
+
+    /// <summary>Trains on <paramref name="input"/>.</summary>
+    public LoraTextClassificationTransformer Fit(IDataView input) => Fit(input, validationData: null);
+
+    /// <summary>Trains on <paramref name="trainData"/>, validating each epoch on <paramref name="validationData"/> (same schema), keeping the best epoch.</summary>
+    public LoraTextClassificationTransformer Fit(IDataView trainData, IDataView? validationData)
+    {
+        ArgumentNullException.ThrowIfNull(trainData);
+        var host = env.Register("LoraTextClassification");
+        int seed = options.Seed ?? host.Rand.Next();
+        using var channel = host.Start("Training");
+
+        var labelColumn = TrainingData.CheckLabel(trainData.Schema, options.LabelColumnName);
+        LoraTextClassificationTransformer.CheckTextColumn(trainData.Schema, options.TextColumnName, "text");
+        if (options.SecondTextColumnName is { } second) LoraTextClassificationTransformer.CheckTextColumn(trainData.Schema, second, "second text");
+
+        var rows = TrainingData.Read(trainData, options, channel);
+        int classCount = (int)labelColumn.Type.GetKeyCount();
+        TrainingData.CheckClasses(rows.Labels, classCount, options.LabelColumnName);
+        var validationRows = validationData is null ? null : TrainingData.Read(validationData, options, channel);
+        if (validationRows is null && options.ValidationFraction > 0) (rows, validationRows) = rows.Split(options.ValidationFraction, seed);
+
+        var device = MLContextAccess.Device(env);
+        var (encoderModel, tokenizer, identity) = LoadEncoder(channel);
+        TextClassificationModel? model = null;
+        try
+        {
+            var modelSettings = new LoraModelSettings
+            {
+                TextColumnName = options.TextColumnName,
+                SecondTextColumnName = options.SecondTextColumnName,
+                ScoreColumnName = options.ScoreColumnName,
+                PredictedLabelColumnName = options.PredictedLabelColumnName,
+                LabelColumnName = options.LabelColumnName,
+                Mode = options.Mode,
+                Lora = options.LoraConfig,
+                Pooling = options.Pooling,
+                MaxSequenceLength = options.MaxSequenceLength,
+                InferenceBatchSize = options.InferenceBatchSize,
+                ClassNames = TrainingData.ClassNames(labelColumn),
+                ClassCount = classCount,
+                BaseEncoder = identity,
+            };
+            torch.random.manual_seed(seed);
+            model = LoraTextClassificationTransformer.BuildModel(encoderModel, modelSettings, options.HeadDropout);
+            model.to(device);
+            FineTuningLoop.PrepareParameters(model, options.Mode);
+
+            var train = rows.Encode(tokenizer, options.MaxSequenceLength);
+            var validation = validationRows?.Encode(tokenizer, options.MaxSequenceLength);
+            if (train.TruncatedCount > 0)
+                channel.Info($"{train.TruncatedCount} of {train.Count} training texts were longer than {options.MaxSequenceLength} tokens and were truncated.");
+            channel.Info($"Fine-tuning {identity.Name} ({options.Mode}) on {train.Count} rows, {classCount} classes, " +
+                         $"{model.parameters().Where(p => p.requires_grad).Sum(p => p.numel()):N0} trainable parameters, device {device}.");
+
+            var settings = new FineTuningSettings
+            {
+                Mode = options.Mode,
+                MaxEpochs = options.MaxEpochs,
+                BatchSize = options.BatchSize,
+                LearningRate = options.EffectiveLearningRate,
+                LoraPlusLearningRateRatio = options.LoraPlusLearningRateRatio,
+                WeightDecay = options.WeightDecay,
+                WarmupRatio = options.WarmupRatio,
+                MaxGradientNorm = options.MaxGradientNorm,
+                EarlyStoppingPatience = options.EarlyStoppingPatience,
+                GroupByLength = options.GroupByLength,
+                MaxSequenceLength = options.MaxSequenceLength,
+                Seed = seed,
+            };
+            var loop = new FineTuningLoop(model, tokenizer, settings, device, message => channel.Info(message));
+            var history = loop.Run(train, validation, options.Progress, options.EpochEnded, options.CancellationToken);
+
+            var transformer = new LoraTextClassificationTransformer(env, model, tokenizer, modelSettings, device, labelColumn.Annotations)
+            {
+                TrainingHistory = history,
+            };
+            if (options.MergeAdaptersAfterTraining && options.Mode == FineTuningMode.Lora) transformer.MergeAdapters();
+            return transformer;
+        }
+        catch
+        {
+            if (model is not null) model.Dispose(); else encoderModel.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The encoder to fine-tune: a copy of <see cref="Options.Encoder"/>, or one loaded (and owned) from <see cref="Options.BaseModel"/>.</summary>
+    private (BertModel Model, Tokenization.BertTextTokenizer Tokenizer, EncoderIdentity Identity) LoadEncoder(IChannel channel)
+    {
+        if (options.Encoder is { } shared) return (shared.Model.Clone(), shared.Tokenizer, shared.Identity);
+        channel.Info($"Loading the base encoder from {options.BaseModel}.");
+        var cache = options.CacheDirectory is null ? null : new CheckpointCache(options.CacheDirectory);
+        var loaded = PretrainedEncoder.Load(options.BaseModel, cache);
+        return (loaded.Model, loaded.Tokenizer, loaded.Identity);
+    }
+
+    private static void CheckShape(SchemaShape schema, string name, string role)
+    {
+        if (!schema.TryFindColumn(name, out var column))
+            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
+        if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
+            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' must be a text (string) scalar, but it is {column.ItemType}.");
+    }
+
+    internal static string LabelNotKeyMessage(string column, string type) =>
+        $"The label column '{column}' must be a key type, but it is {type}. Add mlContext.Transforms.Conversion.MapValueToKey(\"{column}\") before the trainer.";
+}

@@ -1,0 +1,259 @@
+using System.Diagnostics;
+using MLNet.Lora.Adapters;
+using MLNet.Lora.Tokenization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace MLNet.Lora.Training;
+
+/// <summary>
+/// Trains a <see cref="TextClassificationModel"/>: AdamW over the trainable parameters only, linear warm-up then
+/// linear decay, gradient clipping, length-grouped batches, validation each epoch with early stopping (the best
+/// epoch's weights are restored), progress, cancellation, and an epoch-end hook.
+/// </summary>
+public sealed class FineTuningLoop
+{
+    private readonly TextClassificationModel model;
+    private readonly FineTuningSettings settings;
+    private readonly BertTextTokenizer tokenizer;
+    private readonly Device device;
+    private readonly Action<string>? log;
+
+    /// <summary>Prepares to train <paramref name="model"/>; call <see cref="PrepareParameters"/> first to choose what trains.</summary>
+    public FineTuningLoop(TextClassificationModel model, BertTextTokenizer tokenizer, FineTuningSettings settings, Device device, Action<string>? log = null)
+    {
+        this.model = model;
+        this.settings = settings;
+        this.tokenizer = tokenizer;
+        this.device = device;
+        this.log = log;
+    }
+
+    /// <summary>
+    /// Sets <c>requires_grad</c> by mode: adapters and head (<see cref="FineTuningMode.Lora"/>), everything
+    /// (<see cref="FineTuningMode.Full"/>) or the head alone (<see cref="FineTuningMode.HeadOnly"/>).
+    /// Frozen weights stay out of autograd entirely.
+    /// </summary>
+    public static void PrepareParameters(TextClassificationModel model, FineTuningMode mode, string adapterName = LoraInjector.DefaultAdapterName)
+    {
+        switch (mode)
+        {
+            case FineTuningMode.Lora:
+                LoraInjector.MarkOnlyAdaptersTrainable(model.Encoder, adapterName);
+                break;
+            case FineTuningMode.Full:
+                foreach (var p in model.Encoder.parameters()) p.requires_grad = true;
+                break;
+            case FineTuningMode.HeadOnly:
+                foreach (var p in model.Encoder.parameters()) p.requires_grad = false;
+                break;
+        }
+        foreach (var p in model.Classifier.parameters()) p.requires_grad = true;
+    }
+
+    /// <summary>Runs the fine-tune and returns each epoch's figures.</summary>
+    public IReadOnlyList<EpochSummary> Run(LabeledTexts train, LabeledTexts? validation = null,
+        IProgress<LoraTrainingProgress>? progress = null, Action<EpochEndedContext>? onEpochEnded = null,
+        CancellationToken cancellationToken = default)
+    {
+        if (train.Count == 0) throw new ArgumentException("The training set is empty.", nameof(train));
+        torch.random.manual_seed(settings.Seed);
+        var random = new Random(settings.Seed);
+        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (trainable.Count == 0) throw new InvalidOperationException("No parameter is trainable; call PrepareParameters first.");
+
+        using var optimizer = CreateOptimizer(trainable);
+        var baseRates = optimizer.ParamGroups.Select(g => g.LearningRate).ToArray();
+        int stepsPerEpoch = (train.Count + settings.BatchSize - 1) / settings.BatchSize;
+        int totalSteps = stepsPerEpoch * settings.MaxEpochs;
+        int warmupSteps = (int)Math.Ceiling(settings.WarmupRatio * totalSteps);
+        var lengths = train.Items.Select(i => i.Length).ToArray();
+        var trainableParameters = trainable.Select(p => p.parameter).ToList();
+
+        var history = new List<EpochSummary>();
+        Dictionary<string, Tensor>? best = null;
+        double bestAccuracy = double.NegativeInfinity;
+        int step = 0, epochsWithoutImprovement = 0;
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            for (int epoch = 1; epoch <= settings.MaxEpochs; epoch++)
+            {
+                model.train();
+                if (settings.Mode == FineTuningMode.HeadOnly) model.Encoder.eval();   // a probe sees fixed features
+                double epochLoss = 0, windowLoss = 0;
+                int windowExamples = 0, windowSteps = 0;
+                var windowClock = Stopwatch.StartNew();
+                foreach (var indices in LengthGroupedBatches.Create(lengths, settings.BatchSize, random, settings.GroupByLength))
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    double multiplier = LearningRateMultiplier(step, warmupSteps, totalSteps);
+                    int g = 0;
+                    foreach (var group in optimizer.ParamGroups) group.LearningRate = baseRates[g++] * multiplier;
+
+                    double loss = TrainStep(train, indices, optimizer, trainableParameters);
+                    if (!double.IsFinite(loss))
+                        throw new InvalidOperationException(
+                            $"Training diverged at epoch {epoch}, step {step + 1}: the loss is {loss}. Lower the learning rate " +
+                            $"(now {settings.LearningRate:G3}) or keep gradient clipping on (MaxGradientNorm).");
+                    step++;
+                    epochLoss += loss * indices.Length;
+                    windowLoss += loss;
+                    windowSteps++;
+                    windowExamples += indices.Length;
+
+                    if (step % settings.LogEveryNSteps == 0)
+                    {
+                        var report = Report(epoch, step, totalSteps, windowLoss / windowSteps, baseRates[0] * multiplier,
+                            windowExamples / windowClock.Elapsed.TotalSeconds, clock.Elapsed);
+                        progress?.Report(report);
+                        log?.Invoke(report.ToString());
+                        windowLoss = 0; windowSteps = 0; windowExamples = 0;
+                        windowClock.Restart();
+                    }
+                }
+
+                model.eval();
+                var (accuracy, validationLoss) = validation is null ? ((double?)null, (double?)null) : Evaluate(validation);
+                var summary = new EpochSummary(epoch, epochLoss / train.Count, accuracy, validationLoss, clock.Elapsed);
+                history.Add(summary);
+                var epochReport = Report(epoch, step, totalSteps, summary.TrainingLoss, baseRates[0] * LearningRateMultiplier(step, warmupSteps, totalSteps),
+                    train.Count * epoch / clock.Elapsed.TotalSeconds, clock.Elapsed) with { ValidationAccuracy = accuracy, ValidationLoss = validationLoss, IsEpochEnd = true };
+                progress?.Report(epochReport);
+                log?.Invoke(epochReport.ToString());
+
+                bool stop = false;
+                if (onEpochEnded is not null)
+                {
+                    var context = new EpochEndedContext(epoch, settings.MaxEpochs, summary.TrainingLoss, accuracy, model, tokenizer, settings.MaxSequenceLength);
+                    onEpochEnded(context);
+                    stop = context.StopTraining;
+                }
+
+                if (accuracy is { } acc)
+                {
+                    if (acc > bestAccuracy)
+                    {
+                        bestAccuracy = acc;
+                        epochsWithoutImprovement = 0;
+                        DisposeAll(best);
+                        best = Snapshot(trainable);
+                    }
+                    else if (settings.EarlyStoppingPatience is { } patience && ++epochsWithoutImprovement >= patience)
+                    {
+                        log?.Invoke($"Early stopping after epoch {epoch}: validation accuracy has not improved for {patience} epoch(s); best {bestAccuracy:F4}.");
+                        stop = true;
+                    }
+                }
+                if (stop) break;
+            }
+            if (best is not null) Restore(trainable, best);
+        }
+        finally
+        {
+            DisposeAll(best);
+            model.eval();
+        }
+        return history;
+    }
+
+    /// <summary>Accuracy and mean cross-entropy on <paramref name="data"/>, in eval mode without autograd.</summary>
+    public (double Accuracy, double Loss) Evaluate(LabeledTexts data, int? batchSize = null)
+    {
+        model.eval();
+        using var _ = no_grad();
+        int correct = 0;
+        double totalLoss = 0;
+        foreach (var indices in LengthGroupedBatches.Create(data.Items.Select(i => i.Length).ToArray(), batchSize ?? settings.BatchSize * 2, new Random(0)))
+        {
+            using var scope = NewDisposeScope();
+            var (batch, labels) = Collate(data, indices);
+            Tensor logits = model.forward(batch);
+            totalLoss += F.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
+            correct += (int)logits.argmax(-1).eq(labels).sum().item<long>();
+        }
+        return ((double)correct / data.Count, totalLoss / data.Count);
+    }
+
+    private double TrainStep(LabeledTexts data, int[] indices, OptimizerHelper optimizer, List<Parameter> trainable)
+    {
+        using var scope = NewDisposeScope();
+        var (batch, labels) = Collate(data, indices);
+        optimizer.zero_grad();
+        Tensor loss = F.cross_entropy(model.forward(batch), labels);
+        loss.backward();
+        if (settings.MaxGradientNorm > 0) nn.utils.clip_grad_norm_(trainable, settings.MaxGradientNorm);
+        optimizer.step();
+        return loss.item<float>();
+    }
+
+    private (TokenBatch Batch, Tensor Labels) Collate(LabeledTexts data, int[] indices)
+    {
+        var items = new EncodedText[indices.Length];
+        var labels = new long[indices.Length];
+        for (int i = 0; i < indices.Length; i++)
+        {
+            items[i] = data.Items[indices[i]];
+            labels[i] = data.Labels[indices[i]];
+        }
+        return (TokenBatch.Collate(items, tokenizer.PadTokenId, device), tensor(labels, device: device));
+    }
+
+    private OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> trainable)
+    {
+        // No decay on biases and LayerNorm weights (as BERT); LoRA+ gives B a larger learning rate.
+        static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal);
+        static bool IsLoraB(string name) => name.Contains(".lora_B.", StringComparison.Ordinal);
+        double lr = settings.LearningRate;
+        var groups = new List<AdamW.ParamGroup>();
+        void Add(IEnumerable<(string name, Parameter parameter)> members, double rate, double decay)
+        {
+            var list = members.Select(m => m.parameter).ToList();
+            if (list.Count > 0) groups.Add(new AdamW.ParamGroup(list, lr: rate, weight_decay: decay));
+        }
+        Add(trainable.Where(p => !NoDecay(p.name) && !IsLoraB(p.name)), lr, settings.WeightDecay);
+        Add(trainable.Where(p => NoDecay(p.name)), lr, 0);
+        Add(trainable.Where(p => IsLoraB(p.name)), lr * settings.LoraPlusLearningRateRatio, settings.WeightDecay);
+        return optim.AdamW(groups, lr: lr);
+    }
+
+    /// <summary>Linear warm-up to 1 over <paramref name="warmup"/> steps, then linear decay to 0 at <paramref name="total"/>.</summary>
+    internal static double LearningRateMultiplier(int step, int warmup, int total)
+    {
+        if (step < warmup) return (step + 1.0) / warmup;
+        return Math.Max(0.0, (total - step) / (double)Math.Max(1, total - warmup));
+    }
+
+    private LoraTrainingProgress Report(int epoch, int step, int totalSteps, double loss, double lr, double examplesPerSecond, TimeSpan elapsed) =>
+        new(epoch, settings.MaxEpochs, step, totalSteps, loss, lr, examplesPerSecond,
+            TimeSpan.FromSeconds(elapsed.TotalSeconds / Math.Max(1, step) * (totalSteps - step)));
+
+    private static Dictionary<string, Tensor> Snapshot(List<(string name, Parameter parameter)> parameters)
+    {
+        using var _ = no_grad();
+        return parameters.ToDictionary(p => p.name, p => p.parameter.detach().clone().DetachFromDisposeScope());
+    }
+
+    private static void Restore(List<(string name, Parameter parameter)> parameters, Dictionary<string, Tensor> snapshot)
+    {
+        using var _ = no_grad();
+        foreach (var (name, parameter) in parameters) parameter.copy_(snapshot[name]);
+    }
+
+    private static void DisposeAll(Dictionary<string, Tensor>? tensors)
+    {
+        if (tensors is null) return;
+        foreach (var t in tensors.Values) t.Dispose();
+        tensors.Clear();
+    }
+}
+
+/// <summary>One epoch's figures.</summary>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="TrainingLoss">Mean training loss over the epoch.</param>
+/// <param name="ValidationAccuracy">Validation accuracy, when a validation set was given.</param>
+/// <param name="ValidationLoss">Validation loss, when a validation set was given.</param>
+/// <param name="Elapsed">Wall time since training began.</param>
+public sealed record EpochSummary(int Epoch, double TrainingLoss, double? ValidationAccuracy, double? ValidationLoss, TimeSpan Elapsed);
