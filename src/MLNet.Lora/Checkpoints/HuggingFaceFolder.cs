@@ -58,7 +58,7 @@ internal static class HuggingFaceFolder
                 : CheckpointFiles.ReadPickle(weightsPath);
             // config.json does not say whether the pooler exists (task checkpoints such as BertForMaskedLM drop it): the weights do.
             bool hasPooler = CheckpointKeyMap.FindKey(tensors.Keys, "pooler.dense.weight") is not null;
-            model = ScopeSafeModules.NewBertModel(config with { AddPoolingLayer = hasPooler });
+            model = new BertModel(config with { AddPoolingLayer = hasPooler });
             CheckpointKeyMap.For(model).CopyInto(model, tensors, weightsPath);
             model.eval();
             return new HuggingFaceFolderContents(model, vocabulary, lowerCase, nameOrPath);

@@ -95,7 +95,7 @@ public static class OnnxBertImporter
         BertModel? model = null;
         try
         {
-            model = ScopeSafeModules.NewBertModel(config);
+            model = new BertModel(config);
             using var scope = NewDisposeScope();
             var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             var keyMap = CheckpointKeyMap.For(model);

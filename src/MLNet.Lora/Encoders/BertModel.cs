@@ -35,6 +35,10 @@ public sealed class BertModel : nn.Module
         pooler = config.AddPoolingLayer ? new BertPooler(config) : null;
         RegisterComponents();
         InitializeWeights();
+        // TorchSharp puts some new parameters (the embeddings') in the dispose scope open on this thread; the model
+        // owns its weights, so they must outlive that scope.
+        CurrentDisposeScope?.Detach(parameters());
+        CurrentDisposeScope?.Detach(buffers());
     }
 
     /// <summary>The configuration this encoder was built from.</summary>

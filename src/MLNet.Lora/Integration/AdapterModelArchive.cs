@@ -4,6 +4,7 @@ using System.Text.Json.Serialization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.Lora.Checkpoints;
+using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 

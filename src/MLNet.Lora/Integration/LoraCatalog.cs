@@ -34,7 +34,7 @@ public static class LoraCatalog
     public static LoraTextClassificationTrainer LoraTextClassification(
         this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
         string labelColumnName = DefaultColumnNames.Label,
-        string textColumnName = "Text",
+        string textColumnName = DefaultColumnNames.Text,
         string? secondTextColumnName = null,
         string scoreColumnName = DefaultColumnNames.Score,
         string predictedLabelColumnName = DefaultColumnNames.PredictedLabel,

@@ -6,6 +6,7 @@ using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Encoders;
 using MLNet.Lora.Integration;
 using MLNet.Lora.Training;
+using TorchSharp;
 
 namespace MLNet.Lora;
 
@@ -46,7 +47,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         public string LabelColumnName = DefaultColumnNames.Label;
 
         /// <summary>The text column.</summary>
-        public string TextColumnName = "Text";
+        public string TextColumnName = DefaultColumnNames.Text;
 
         /// <summary>An optional second text column, for pair tasks (entailment, paraphrase): encoded as <c>[CLS] a [SEP] b [SEP]</c> with segment ids.</summary>
         public string? SecondTextColumnName;
@@ -187,10 +188,10 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
     {
         CheckShape(inputSchema, options.TextColumnName, "text");
         if (options.SecondTextColumnName is { } second) CheckShape(inputSchema, second, "second text");
-        if (!inputSchema.TryFindColumn(options.LabelColumnName, out var label))
+        if (Find(inputSchema, options.LabelColumnName) is not { } label)
             throw new ArgumentOutOfRangeException(nameof(inputSchema), $"The label column '{options.LabelColumnName}' is not in the data.");
         if (!label.IsKey)
-            throw new ArgumentOutOfRangeException(nameof(inputSchema), LabelNotKeyMessage(options.LabelColumnName, label.ItemType.ToString()));
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), LabelNotKeyMessage(options.LabelColumnName, $"{label.ItemType}"));
 
         var columns = inputSchema.ToDictionary(c => c.Name);
         columns[options.ScoreColumnName] = SchemaShapeColumns.Create(options.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
@@ -215,7 +216,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         if (options.SecondTextColumnName is { } second) LoraTextClassificationTransformer.CheckTextColumn(trainData.Schema, second, "second text");
 
         var rows = TrainingData.Read(trainData, options, channel);
-        int classCount = (int)labelColumn.Type.GetKeyCount();
+        int classCount = (int)((KeyDataViewType)labelColumn.Type).Count;
         TrainingData.CheckClasses(rows.Labels, classCount, options.LabelColumnName);
         var validationRows = validationData is null ? null : TrainingData.Read(validationData, options, channel);
         if (validationRows is null && options.ValidationFraction > 0) (rows, validationRows) = rows.Split(options.ValidationFraction, seed);
@@ -249,8 +250,8 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
             var train = rows.Encode(tokenizer, options.MaxSequenceLength);
             var validation = validationRows?.Encode(tokenizer, options.MaxSequenceLength);
             if (train.TruncatedCount > 0)
-                channel.Info($"{train.TruncatedCount} of {train.Count} training texts were longer than {options.MaxSequenceLength} tokens and were truncated.");
-            channel.Info($"Fine-tuning {identity.Name} ({options.Mode}) on {train.Count} rows, {classCount} classes, " +
+                channel.Info(MessageSensitivity.None, $"{train.TruncatedCount} of {train.Count} training texts were longer than {options.MaxSequenceLength} tokens and were truncated.");
+            channel.Info(MessageSensitivity.None, $"Fine-tuning {identity.Name} ({options.Mode}) on {train.Count} rows, {classCount} classes, " +
                          $"{model.parameters().Where(p => p.requires_grad).Sum(p => p.numel()):N0} trainable parameters, device {device}.");
 
             var settings = new FineTuningSettings
@@ -268,7 +269,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
                 MaxSequenceLength = options.MaxSequenceLength,
                 Seed = seed,
             };
-            var loop = new FineTuningLoop(model, tokenizer, settings, device, message => channel.Info(message));
+            var loop = new FineTuningLoop(model, tokenizer, settings, device, message => channel.Info(MessageSensitivity.None, message));
             var history = loop.Run(train, validation, options.Progress, options.EpochEnded, options.CancellationToken);
 
             var transformer = new LoraTextClassificationTransformer(env, model, tokenizer, modelSettings, device, labelColumn.Annotations)
@@ -289,7 +290,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
     private (BertModel Model, Tokenization.BertTextTokenizer Tokenizer, EncoderIdentity Identity) LoadEncoder(IChannel channel)
     {
         if (options.Encoder is { } shared) return (shared.Model.Clone(), shared.Tokenizer, shared.Identity);
-        channel.Info($"Loading the base encoder from {options.BaseModel}.");
+        channel.Info(MessageSensitivity.None, $"Loading the base encoder from {options.BaseModel}.");
         var cache = options.CacheDirectory is null ? null : new CheckpointCache(options.CacheDirectory);
         var loaded = PretrainedEncoder.Load(options.BaseModel, cache);
         return (loaded.Model, loaded.Tokenizer, loaded.Identity);
@@ -297,11 +298,14 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
 
     private static void CheckShape(SchemaShape schema, string name, string role)
     {
-        if (!schema.TryFindColumn(name, out var column))
+        if (Find(schema, name) is not { } column)
             throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
         if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
             throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' must be a text (string) scalar, but it is {column.ItemType}.");
     }
+
+    private static SchemaShape.Column? Find(SchemaShape schema, string name) =>
+        schema.Where(c => c.Name == name).Select(c => (SchemaShape.Column?)c).LastOrDefault();
 
     internal static string LabelNotKeyMessage(string column, string type) =>
         $"The label column '{column}' must be a key type, but it is {type}. Add mlContext.Transforms.Conversion.MapValueToKey(\"{column}\") before the trainer.";

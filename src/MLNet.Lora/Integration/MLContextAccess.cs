@@ -18,6 +18,9 @@ internal static class MLContextAccess
     {
         ArgumentNullException.ThrowIfNull(catalog);
         if (catalog is IHostEnvironment env) return env;
+        // Every ML.NET catalog implements the internal IInternalCatalog, whose Environment is what components use.
+        var internalCatalog = catalog.GetType().GetInterfaces().FirstOrDefault(i => i.Name == "IInternalCatalog");
+        if (internalCatalog?.GetProperty("Environment")?.GetValue(catalog) is IHostEnvironment viaInterface) return viaInterface;
         for (var type = catalog.GetType(); type is not null; type = type.BaseType)
         {
             if (type.GetProperty("Environment", Instance | BindingFlags.DeclaredOnly)?.GetValue(catalog) is IHostEnvironment viaProperty) return viaProperty;

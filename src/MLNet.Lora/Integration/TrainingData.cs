@@ -37,7 +37,7 @@ internal static class TrainingData
         var column = schema.GetColumnOrNull(name)
             ?? throw new ArgumentOutOfRangeException(nameof(schema), $"The label column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
         if (column.Type is not KeyDataViewType)
-            throw new ArgumentOutOfRangeException(nameof(schema), LoraTextClassificationTrainer.LabelNotKeyMessage(name, column.Type.ToString()));
+            throw new ArgumentOutOfRangeException(nameof(schema), LoraTextClassificationTrainer.LabelNotKeyMessage(name, $"{column.Type}"));
         return column;
     }
 
@@ -72,7 +72,7 @@ internal static class TrainingData
             }
             rows.Labels.Add((int)(key - 1));
         }
-        if (missing > 0) channel.Warning($"{missing} rows have a missing value in label column '{options.LabelColumnName}' and were skipped.");
+        if (missing > 0) channel.Warning(MessageSensitivity.None, $"{missing} rows have a missing value in label column '{options.LabelColumnName}' and were skipped.");
         if (rows.Count == 0)
             throw new ArgumentException($"The data has no rows with a label in column '{options.LabelColumnName}': nothing to train on.", nameof(data));
         return rows;

@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Training;
 
