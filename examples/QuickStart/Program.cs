@@ -10,7 +10,8 @@ string folder = Path.Combine(Path.GetTempPath(), "mlnet-lora-quickstart");
 var (trainPath, testPath) = ReviewData.Write(folder);
 
 var ml = new MLContext(seed: 1);
-ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Info && e.Source.StartsWith("LoraTextClassification")) Console.WriteLine($"  {e.Message}"); };
+// ML.NET's log channel carries the trainer's progress.
+ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Info && e.Source.StartsWith("LoraTextClassification")) Console.WriteLine($"  {e.RawMessage}"); };
 IDataView train = ml.Data.LoadFromTextFile<Review>(trainPath, hasHeader: true);
 IDataView test = ml.Data.LoadFromTextFile<Review>(testPath, hasHeader: true);
 

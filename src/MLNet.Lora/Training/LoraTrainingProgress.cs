@@ -26,8 +26,9 @@ public sealed record LoraTrainingProgress(
     bool IsEpochEnd = false)
 {
     /// <inheritdoc/>
-    public override string ToString() =>
-        $"epoch {Epoch}/{MaxEpochs} step {Step}/{TotalSteps} loss {Loss:F4} lr {LearningRate:G3} {ExamplesPerSecond:F1} ex/s" +
-        (ValidationAccuracy is { } acc ? $" val-acc {acc:F4} val-loss {ValidationLoss:F4}" : "") +
-        $" ~{TimeRemaining:hh\\:mm\\:ss} left";
+    public override string ToString() => IsEpochEnd
+        ? $"epoch {Epoch}/{MaxEpochs} done: mean loss {Loss:F4}, {ExamplesPerSecond:F1} ex/s" +
+          (ValidationAccuracy is { } acc ? $", validation accuracy {acc:F4}, validation loss {ValidationLoss:F4}" : "") +
+          $", ~{TimeRemaining:hh\\:mm\\:ss} left"
+        : $"epoch {Epoch}/{MaxEpochs} step {Step}/{TotalSteps} loss {Loss:F4} lr {LearningRate:G3} {ExamplesPerSecond:F1} ex/s ~{TimeRemaining:hh\\:mm\\:ss} left";
 }
