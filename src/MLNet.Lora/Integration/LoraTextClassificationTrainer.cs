@@ -130,7 +130,10 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         /// <summary>Merge the trained adapters into the inference weights when training ends (explicitly, via <see cref="LoraTextClassificationTransformer.MergeAdapters"/>).</summary>
         public bool MergeAdaptersAfterTraining = true;
 
-        /// <summary>Seed of shuffling, dropout and initialisation; null draws one from the <see cref="MLContext"/>'s seed.</summary>
+        /// <summary>
+        /// Seed of shuffling, dropout and initialisation; null draws one from the <see cref="MLContext"/>'s seed. Results are
+        /// reproducible when one fit runs at a time in a process: libtorch's random generator is process-wide.
+        /// </summary>
         public int? Seed;
 
         /// <summary>Receives progress (epoch, step, loss, learning rate, validation metrics, throughput, time left).</summary>
