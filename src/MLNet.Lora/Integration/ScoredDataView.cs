@@ -112,16 +112,7 @@ internal sealed class ScoredDataView : IDataView
             if (!IsColumnActive(column)) throw new InvalidOperationException($"Column '{column.Name}' was not requested from this cursor.");
             if (column.Index < inputCount) return input.GetGetter<TValue>(view.input.Schema[column.Index]);
 
-            Delegate getter = column.Index == inputCount
-                ? (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) =>
-                {
-                    var editor = VBufferEditor.Create(ref value, scores[row].Length);
-                    scores[row].CopyTo(editor.Values);
-                    value = editor.Commit();
-                })
-                : (ValueGetter<uint>)((ref uint value) => value = ArgMax(scores[row]) + 1);
-            return getter as ValueGetter<TValue>
-                ?? throw new InvalidOperationException($"Column '{column.Name}' is {column.Type}; it cannot be read as {typeof(TValue).Name}.");
+            return OutputGetter<TValue>(column, inputCount, () => scores[row]);
         }
 
         public override ValueGetter<DataViewRowId> GetIdGetter() => input.GetIdGetter();
@@ -139,7 +130,26 @@ internal sealed class ScoredDataView : IDataView
         }
     }
 
-    internal static uint ArgMax(float[] values)
+    /// <summary>
+    /// The getter of an added column: the score vector (first added column) or the predicted key (second), computed from
+    /// <paramref name="current"/>, the current row's probabilities.
+    /// </summary>
+    internal static ValueGetter<TValue> OutputGetter<TValue>(DataViewSchema.Column column, int inputCount, Func<float[]> current)
+    {
+        Delegate getter = column.Index == inputCount
+            ? (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) =>
+            {
+                float[] scores = current();
+                var editor = VBufferEditor.Create(ref value, scores.Length);
+                scores.CopyTo(editor.Values);
+                value = editor.Commit();
+            })
+            : (ValueGetter<uint>)((ref uint value) => value = ArgMax(current()) + 1);   // keys are 1-based
+        return getter as ValueGetter<TValue>
+            ?? throw new InvalidOperationException($"Column '{column.Name}' is {column.Type}; it cannot be read as {typeof(TValue).Name}.");
+    }
+
+    private static uint ArgMax(float[] values)
     {
         int best = 0;
         for (int i = 1; i < values.Length; i++) if (values[i] > values[best]) best = i;

@@ -68,17 +68,7 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
             int inputCount = mapper.InputSchema.Count;
             if (column.Index < inputCount) return input.GetGetter<TValue>(input.Schema[column.Index]);
 
-            Delegate getter = column.Index == inputCount
-                ? (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) =>
-                {
-                    float[] current = Current();
-                    var editor = VBufferEditor.Create(ref value, current.Length);
-                    current.CopyTo(editor.Values);
-                    value = editor.Commit();
-                })
-                : (ValueGetter<uint>)((ref uint value) => value = ScoredDataView.ArgMax(Current()) + 1);
-            return getter as ValueGetter<TValue>
-                ?? throw new InvalidOperationException($"Column '{column.Name}' is {column.Type}; it cannot be read as {typeof(TValue).Name}.");
+            return ScoredDataView.OutputGetter<TValue>(column, inputCount, Current);
         }
 
         private float[] Current()

@@ -130,6 +130,24 @@ public class LoraTrainerTests(TinyEncoderFixture fixture) : IClassFixture<TinyEn
     }
 
     [Fact]
+    public void OneEnginePerThreadGivesTheSameAnswersConcurrently()
+    {
+        var (ml, train, _) = Data(120);
+        var model = Pipeline(ml, Options()).Fit(train);
+        var rows = SyntheticData.Sentiment(200, seed: 3);
+        var reference = ml.Model.CreatePredictionEngine<TextRow, TextPrediction>(model);
+        var expected = rows.Select(r => reference.Predict(r).Score).ToArray();
+
+        var results = new float[4][][];
+        Parallel.For(0, 4, t =>
+        {
+            var engine = ml.Model.CreatePredictionEngine<TextRow, TextPrediction>(model);   // one engine per thread
+            results[t] = rows.Select(r => engine.Predict(r).Score).ToArray();
+        });
+        foreach (var result in results) result.Should().BeEquivalentTo(expected, o => o.WithStrictOrdering());
+    }
+
+    [Fact]
     public void ThousandsOfPredictionsLeakNoTensors()
     {
         var (ml, train, _) = Data(120);
