@@ -125,7 +125,7 @@ internal static class AdapterModelArchive
                 var model = LoraTextClassificationTransformer.BuildModel(encoder, settings);
                 var device = MLContextAccess.Device(env);
                 model.to(device);
-                var transformer = new LoraTextClassificationTransformer(env, model, tokenizer, settings, device, labelAnnotations: null);
+                var transformer = new LoraTextClassificationTransformer(env, model, tokenizer, settings, device);
                 parts.Add(transformer);
                 ReadEntry(zip, part.Entry + "weights.safetensors", filePath, s =>
                 {

@@ -44,8 +44,8 @@ public sealed record LoraModelSettings
     /// <summary>Rows scored per forward pass when transforming an <c>IDataView</c>.</summary>
     public int InferenceBatchSize { get; init; }
 
-    /// <summary>Class names in key order (key value k is <c>ClassNames[k - 1]</c>), or null when the label had no text key values.</summary>
-    public string[]? ClassNames { get; init; }
+    /// <summary>The label's key values in key order (what <c>MapKeyToValue</c> maps predictions back to), or null when it had none.</summary>
+    public ClassKeyValues? Classes { get; init; }
 
     /// <summary>Number of classes.</summary>
     public int ClassCount { get; init; }

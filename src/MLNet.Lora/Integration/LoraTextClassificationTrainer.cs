@@ -241,7 +241,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
                 Pooling = options.Pooling,
                 MaxSequenceLength = options.MaxSequenceLength,
                 InferenceBatchSize = options.InferenceBatchSize,
-                ClassNames = TrainingData.ClassNames(labelColumn),
+                Classes = ClassKeyValues.Read(labelColumn),
                 ClassCount = classCount,
                 BaseEncoder = identity,
             };
@@ -275,7 +275,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
             var loop = new FineTuningLoop(model, tokenizer, settings, device, message => channel.Info(MessageSensitivity.None, message));
             var history = loop.Run(train, validation, options.Progress, options.EpochEnded, options.CancellationToken);
 
-            var transformer = new LoraTextClassificationTransformer(env, model, tokenizer, modelSettings, device, labelColumn.Annotations)
+            var transformer = new LoraTextClassificationTransformer(env, model, tokenizer, modelSettings, device)
             {
                 TrainingHistory = history,
             };

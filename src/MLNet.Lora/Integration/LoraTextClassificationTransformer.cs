@@ -16,24 +16,18 @@ namespace MLNet.Lora;
 /// </summary>
 public sealed class LoraTextClassificationTransformer : ITransformer, IDisposable
 {
-    // ML.NET's annotation kinds (AnnotationUtils.Kinds is internal).
-    internal const string KeyValuesKind = "KeyValues";
-    private const string SlotNamesKind = "SlotNames";
-
     private readonly TextClassificationModel model;
     private readonly BertTextTokenizer tokenizer;
     private readonly Device device;
-    private readonly DataViewSchema.Annotations? labelAnnotations;
 
     internal LoraTextClassificationTransformer(IHostEnvironment env, TextClassificationModel model, BertTextTokenizer tokenizer,
-        Integration.LoraModelSettings settings, Device device, DataViewSchema.Annotations? labelAnnotations)
+        Integration.LoraModelSettings settings, Device device)
     {
         Environment = env;
         this.model = model;
         this.tokenizer = tokenizer;
         this.device = device;
         Settings = settings;
-        this.labelAnnotations = labelAnnotations ?? ClassNameAnnotations(settings.ClassNames);
         model.eval();
     }
 
@@ -77,12 +71,8 @@ public sealed class LoraTextClassificationTransformer : ITransformer, IDisposabl
         CheckInput(inputSchema);
         var builder = new DataViewSchema.Builder();
         builder.AddColumns(inputSchema);
-        var scoreAnnotations = new DataViewSchema.Annotations.Builder();
-        if (Settings.ClassNames is { } names) AddNames(scoreAnnotations, SlotNamesKind, names);
-        builder.AddColumn(Settings.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, Settings.ClassCount), scoreAnnotations.ToAnnotations());
-        var keyAnnotations = new DataViewSchema.Annotations.Builder();
-        if (labelAnnotations is not null) keyAnnotations.Add(labelAnnotations, kind => kind == KeyValuesKind);
-        builder.AddColumn(Settings.PredictedLabelColumnName, new KeyDataViewType(typeof(uint), Settings.ClassCount), keyAnnotations.ToAnnotations());
+        builder.AddColumn(Settings.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, Settings.ClassCount), Settings.Classes?.SlotNameAnnotations());
+        builder.AddColumn(Settings.PredictedLabelColumnName, new KeyDataViewType(typeof(uint), Settings.ClassCount), Settings.Classes?.KeyAnnotations());
         return builder.ToSchema();
     }
 
@@ -145,21 +135,6 @@ public sealed class LoraTextClassificationTransformer : ITransformer, IDisposabl
             ?? throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
         if (column.Type is not TextDataViewType)
             throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' must be text (string), but it is {column.Type}.");
-    }
-
-    private static DataViewSchema.Annotations? ClassNameAnnotations(string[]? names)
-    {
-        if (names is null) return null;
-        var builder = new DataViewSchema.Annotations.Builder();
-        AddNames(builder, KeyValuesKind, names);
-        return builder.ToAnnotations();
-    }
-
-    private static void AddNames(DataViewSchema.Annotations.Builder builder, string kind, string[] names)
-    {
-        ValueGetter<VBuffer<ReadOnlyMemory<char>>> getter = (ref VBuffer<ReadOnlyMemory<char>> value) =>
-            value = new VBuffer<ReadOnlyMemory<char>>(names.Length, names.Select(n => n.AsMemory()).ToArray());
-        builder.Add(kind, new VectorDataViewType(TextDataViewType.Instance, names.Length), getter);
     }
 
     /// <summary>Builds the network for <paramref name="settings"/> over <paramref name="encoder"/> (adapters injected in LoRA mode, fresh head).</summary>

@@ -85,16 +85,6 @@ internal static class TrainingData
                 $"Label column '{labelColumn}' has a single class in the training data: a classifier needs at least two classes.", nameof(labels));
     }
 
-    /// <summary>The label's text key values, or null when it has none.</summary>
-    public static string[]? ClassNames(DataViewSchema.Column label)
-    {
-        var keyValues = label.Annotations.Schema.GetColumnOrNull(LoraTextClassificationTransformer.KeyValuesKind);
-        if (keyValues?.Type is not VectorDataViewType { ItemType: TextDataViewType }) return null;
-        VBuffer<ReadOnlyMemory<char>> names = default;
-        label.Annotations.GetValue(LoraTextClassificationTransformer.KeyValuesKind, ref names);
-        return names.DenseValues().Select(n => n.ToString()).ToArray();
-    }
-
     private static Func<ulong> KeyReader(DataViewRowCursor cursor, DataViewSchema.Column column)
     {
         switch (((KeyDataViewType)column.Type).RawType)

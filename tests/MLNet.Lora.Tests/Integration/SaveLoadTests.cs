@@ -54,6 +54,31 @@ public class SaveLoadTests(TinyEncoderFixture fixture) : IClassFixture<TinyEncod
         engine.Predict(new TextRow { Text = "the movie was very good" }).Score.Should().HaveCount(2);
     }
 
+    private sealed class NumericRow
+    {
+        public string Text { get; set; } = "";
+        public int Label { get; set; }
+    }
+
+    [Fact]
+    public void NumericLabelsComeBackAsNumbersAfterLoading()
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = SyntheticData.Sentiment(120, seed: 1).Select(r => new NumericRow { Text = r.Text, Label = r.Label == "positive" ? 5 : -3 }).ToList();
+        var train = ml.Data.LoadFromEnumerable(rows);
+        var model = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Append(ml.MulticlassClassification.Trainers.LoraTextClassification(Options(fixture.Encoder)))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
+            .Fit(train);
+        string path = TempFile("numeric.zip");
+        ml.Model.SaveWithAdapters(model, train.Schema, path);
+        var loaded = ml.Model.LoadWithAdapters(path, out _);
+
+        var expected = model.Transform(train).GetColumn<int>("PredictedLabel").ToArray();
+        expected.Should().OnlyContain(v => v == 5 || v == -3);
+        loaded.Transform(train).GetColumn<int>("PredictedLabel").Should().Equal(expected);
+    }
+
     [Fact]
     public void TheAdapterFileIsUnderOnePercentOfTheBase()
     {
