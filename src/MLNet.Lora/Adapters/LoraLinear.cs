@@ -118,7 +118,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         Tensor merged = base_layer.weight!.add(DeltaWeight(ActiveAdapter));
         if (!merged.isfinite().all().item<bool>())
             throw new InvalidOperationException($"Merging adapter '{ActiveAdapter}' gives non-finite weights; the adapter has diverged.");
-        mergedWeight = merged.MoveToOuterDisposeScope();
+        // The layer owns the merged copy (Unmerge disposes it): detach it so that no caller's dispose scope frees it.
+        mergedWeight = merged.DetachFromDisposeScope();
     }
 
     /// <summary>Drops the merged copy; <see cref="forward"/> computes the adapter's path again.</summary>

@@ -25,13 +25,22 @@ public class AccuracyMatrixTests
 
         m.Forgetting(0, ForgettingConvention.Max).Should().BeApproximately(0.30, 1e-12);    // max(0.7, 0.9) − 0.6
         m.Forgetting(0, ForgettingConvention.First).Should().BeApproximately(0.10, 1e-12);  // 0.7 − 0.6
-        m.Forgetting(1).Should().BeApproximately(0.05, 1e-12);                              // max(0.1, 0.8) − 0.75
+        m.Forgetting(1).Should().BeApproximately(0.05, 1e-12);                              // R[1][1] − 0.75 (R[0][1] is before task 1 was learnt)
         m.Forgetting(1, ForgettingConvention.First).Should().BeApproximately(0.05, 1e-12);  // 0.8 − 0.75
         m.AverageForgetting().Should().BeApproximately(0.175, 1e-12);
         m.AverageForgetting(ForgettingConvention.First).Should().BeApproximately(0.075, 1e-12);
 
         m.BackwardTransfer.Should().BeApproximately(((0.60 - 0.70) + (0.75 - 0.80)) / 2, 1e-12);  // −0.075
         m.ForwardTransfer.Should().BeApproximately(((0.10 - 0.05) + (0.30 - 0.20)) / 2, 1e-12);   // 0.075
+    }
+
+    [Fact]
+    public void MaxForgettingIgnoresAccuraciesMeasuredBeforeTheTaskWasLearnt()
+    {
+        // R[0][1] = 0.95 is task 1 measured before training on it (for instance a probe); it is not knowledge to forget.
+        var m = new AccuracyMatrix([[0.80, 0.95, 0.30], [0.70, 0.85, 0.40], [0.60, 0.75, 0.90]]);
+        m.Forgetting(1, ForgettingConvention.Max).Should().BeApproximately(0.85 - 0.75, 1e-12);
+        m.Forgetting(0, ForgettingConvention.Max).Should().BeApproximately(0.80 - 0.60, 1e-12);
     }
 
     [Fact]

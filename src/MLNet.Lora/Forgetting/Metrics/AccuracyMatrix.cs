@@ -60,7 +60,9 @@ public sealed class AccuracyMatrix
     /// <summary>Forgetting of task <paramref name="task"/> after the last training step (positive = accuracy lost).</summary>
     /// <param name="task">Task index j, 0 ≤ j &lt; T−1 (the last task cannot have been forgotten yet).</param>
     /// <param name="convention">
-    /// <see cref="ForgettingConvention.Max"/>: max over l &lt; T−1 of R[l][j] − R[T−1][j];
+    /// <see cref="ForgettingConvention.Max"/>: max over j ≤ l &lt; T−1 of R[l][j] − R[T−1][j] (only rows after task j was
+    /// trained: entries above the diagonal measure a task before it is learnt, sometimes with a probe, and are no
+    /// knowledge that could be forgotten);
     /// <see cref="ForgettingConvention.First"/>: R[j][j] − R[T−1][j].
     /// </param>
     /// <exception cref="InvalidOperationException">T &lt; 2.</exception>
@@ -73,7 +75,7 @@ public sealed class AccuracyMatrix
             throw new ArgumentOutOfRangeException(nameof(task), task, $"Forgetting is defined for tasks 0..{last - 1}.");
         double reference = convention switch
         {
-            ForgettingConvention.Max => Enumerable.Range(0, last).Max(l => _r[l][task]),
+            ForgettingConvention.Max => Enumerable.Range(task, last - task).Max(l => _r[l][task]),
             ForgettingConvention.First => _r[task][task],
             _ => throw new ArgumentOutOfRangeException(nameof(convention), convention, "Unknown forgetting convention."),
         };

@@ -4,8 +4,11 @@ namespace MLNet.Lora.Forgetting;
 public enum ForgettingConvention
 {
     /// <summary>
-    /// The best accuracy the task ever had before the final training step: f_j = max over l &lt; T−1 of R[l][j] − R[T−1][j]
-    /// (A. Chaudhry, P. K. Dokania, T. Ajanthan, P. H. S. Torr, "Riemannian Walk for Incremental Learning", ECCV 2018).
+    /// The best accuracy the task had after it was trained and before the final training step:
+    /// f_j = max over j ≤ l &lt; T−1 of R[l][j] − R[T−1][j]
+    /// (A. Chaudhry, P. K. Dokania, T. Ajanthan, P. H. S. Torr, "Riemannian Walk for Incremental Learning", ECCV 2018,
+    /// whose max runs over every earlier step; rows before the task was learnt are left out, as implementations that only
+    /// evaluate seen tasks do, because an accuracy measured before learning is not knowledge that can be forgotten).
     /// </summary>
     Max,
 
