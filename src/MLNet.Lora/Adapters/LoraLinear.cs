@@ -137,9 +137,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (ActiveAdapter is not { } name) return result;
 
         var (scaling, dropout) = settings[name];
-        Tensor x = training && dropout > 0 ? F.dropout(input, dropout, training: true) : input;
+        Tensor x = Encoders.FastDropout.Apply(input, dropout, training);
         Tensor update = lora_B[name].forward(lora_A[name].forward(x));
-        return result.add(update, alpha: scaling);
+        // In place: autograd does not keep the base layer's output, and this saves a [batch, seq, out] allocation.
+        return result.add_(update, alpha: scaling);
     }
 
     /// <inheritdoc/>

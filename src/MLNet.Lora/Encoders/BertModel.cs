@@ -53,7 +53,11 @@ public sealed class BertModel : nn.Module
     public BertModelOutput forward(Tensor inputIds, Tensor attentionMask, Tensor? tokenTypeIds = null,
         bool outputHiddenStates = false, bool outputAttentions = false)
     {
-        Tensor hidden = embeddings.forward(inputIds, tokenTypeIds);              // [batch, seq, hidden]
+        // Each block below runs in its own dispose scope: TorchSharp otherwise keeps every intermediate tensor until the
+        // caller's scope ends (hundreds of MB at 32x128), while autograd keeps only what backward needs.
+        Tensor hidden;
+        using (var scope = NewDisposeScope())
+            hidden = embeddings.forward(inputIds, tokenTypeIds).MoveToOuterDisposeScope();   // [batch, seq, hidden]
 
         // Additive mask: 0 on real tokens, the dtype's minimum on padding. [batch, seq] -> [batch, 1, 1, seq]
         // broadcasts over heads and query positions.
@@ -117,7 +121,7 @@ internal sealed class BertEmbeddings : nn.Module
     private readonly Embedding position_embeddings;
     private readonly Embedding token_type_embeddings;
     private readonly LayerNorm LayerNorm;
-    private readonly Dropout dropout;
+    private readonly double dropout;
 
     public BertEmbeddings(BertConfig config) : base(nameof(BertEmbeddings))
     {
@@ -125,7 +129,7 @@ internal sealed class BertEmbeddings : nn.Module
         position_embeddings = nn.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
         token_type_embeddings = nn.Embedding(config.TypeVocabSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dropout = config.HiddenDropoutProb;
         RegisterComponents();
     }
 
@@ -137,7 +141,7 @@ internal sealed class BertEmbeddings : nn.Module
         Tensor positions = arange(seq, dtype: int64, device: inputIds.device).unsqueeze(0);       // [1, seq]
         Tensor types = tokenTypeIds ?? zeros_like(inputIds);
         Tensor sum = word_embeddings.forward(inputIds) + position_embeddings.forward(positions) + token_type_embeddings.forward(types);
-        return dropout.forward(LayerNorm.forward(sum));                                            // [batch, seq, hidden]
+        return FastDropout.Apply(LayerNorm.forward(sum), dropout, training);                       // [batch, seq, hidden]
     }
 }
 
@@ -157,11 +161,15 @@ internal sealed class BertEncoder : nn.Module
     {
         var hiddenStates = outputHiddenStates ? new List<Tensor> { hidden } : null;
         var attentions = outputAttentions ? new List<Tensor>() : null;
+        Tensor input = hidden;
         foreach (var block in layer)
         {
+            Tensor previous = hidden;
             (hidden, Tensor? probabilities) = block.forward(hidden, additiveMask, outputAttentions);
             hiddenStates?.Add(hidden);
             if (probabilities is not null) attentions!.Add(probabilities);
+            // A layer output this method made and does not return: release it now (autograd keeps it if backward needs it).
+            if (hiddenStates is null && !ReferenceEquals(previous, input)) previous.Dispose();
         }
         return (hidden, hiddenStates, attentions);
     }
@@ -184,8 +192,19 @@ internal sealed class BertLayer : nn.Module
 
     public (Tensor Hidden, Tensor? Probabilities) forward(Tensor hidden, Tensor additiveMask, bool outputAttentions)
     {
-        var (attended, probabilities) = attention.forward(hidden, additiveMask, outputAttentions);
-        return (output.forward(intermediate.forward(attended), attended), probabilities);
+        Tensor attended;
+        Tensor? probabilities;
+        using (var scope = NewDisposeScope())
+        {
+            (attended, probabilities) = attention.forward(hidden, additiveMask, outputAttentions);
+            attended.MoveToOuterDisposeScope();
+            probabilities?.MoveToOuterDisposeScope();
+        }
+        Tensor result;
+        using (var scope = NewDisposeScope())
+            result = output.forward(intermediate.forward(attended), attended).MoveToOuterDisposeScope();
+        attended.Dispose();
+        return (result, probabilities);
     }
 }
 
@@ -232,6 +251,14 @@ internal sealed class BertSelfAttention : nn.Module
 
     public (Tensor Context, Tensor? Probabilities) forward(Tensor hidden, Tensor additiveMask, bool outputAttentions)
     {
+        using var scope = NewDisposeScope();
+        var (context, probabilities) = Attend(hidden, additiveMask, outputAttentions);
+        probabilities?.MoveToOuterDisposeScope();
+        return (context.MoveToOuterDisposeScope(), probabilities);
+    }
+
+    private (Tensor Context, Tensor? Probabilities) Attend(Tensor hidden, Tensor additiveMask, bool outputAttentions)
+    {
         var (batch, seq, width) = (hidden.shape[0], hidden.shape[1], hidden.shape[2]);
         // [batch, seq, hidden] -> [batch, heads, seq, headSize]
         Tensor SplitHeads(Tensor x) => x.view(batch, seq, heads, headSize).transpose(1, 2);
@@ -242,10 +269,18 @@ internal sealed class BertSelfAttention : nn.Module
 
         Tensor context;
         Tensor? probabilities = null;
-        if (!outputAttentions)
+        if (!outputAttentions && (dropout == 0 || hidden.device_type != DeviceType.CPU))
         {
             // The fused kernel never materialises the [seq, seq] probabilities.
             context = F.scaled_dot_product_attention(q, k, v, additiveMask, dropout);
+        }
+        else if (!outputAttentions)
+        {
+            // Training on the CPU: libtorch's fused CPU kernel takes no dropout, and its unfused fallback draws the
+            // [seq, seq] dropout mask element by element; this is that fallback with a fast mask (FastDropout).
+            Tensor scores = q.mul(1 / Math.Sqrt(headSize)).matmul(k.transpose(-1, -2)).add_(additiveMask);   // [batch, heads, seq, seq]
+            Tensor kept = FastDropout.KeepOrZero(scores.softmax(-1), dropout, out double scale);
+            context = kept.matmul(v).mul_(scale);                                                          // [batch, heads, seq, headSize]
         }
         else
         {
@@ -263,17 +298,17 @@ internal sealed class BertSelfOutput : nn.Module
 {
     private readonly nn.Module<Tensor, Tensor> dense;
     private readonly LayerNorm LayerNorm;
-    private readonly Dropout dropout;
+    private readonly double dropout;
 
     public BertSelfOutput(BertConfig config) : base(nameof(BertSelfOutput))
     {
         dense = nn.Linear(config.HiddenSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dropout = config.HiddenDropoutProb;
         RegisterComponents();
     }
 
-    public Tensor forward(Tensor context, Tensor residual) => LayerNorm.forward(dropout.forward(dense.forward(context)) + residual);
+    public Tensor forward(Tensor context, Tensor residual) => LayerNorm.forward(FastDropout.Apply(dense.forward(context), dropout, training).add_(residual));
 }
 
 /// <summary>The feed-forward block's expansion and activation.</summary>
@@ -291,13 +326,15 @@ internal sealed class BertIntermediate : nn.Module
 
     public Tensor forward(Tensor hidden)
     {
+        using var scope = NewDisposeScope();                                                  // frees x unless backward keeps it
         Tensor x = dense.forward(hidden);                                                     // [batch, seq, intermediate]
-        return activation switch
+        Tensor activated = activation switch
         {
             "gelu" => F.gelu(x),
             "relu" => F.relu(x),
             _ => F.gelu(x, TorchSharp.Modules.GELU.Approximate.tanh),
         };
+        return activated.MoveToOuterDisposeScope();
     }
 }
 
@@ -306,17 +343,17 @@ internal sealed class BertOutput : nn.Module
 {
     private readonly nn.Module<Tensor, Tensor> dense;
     private readonly LayerNorm LayerNorm;
-    private readonly Dropout dropout;
+    private readonly double dropout;
 
     public BertOutput(BertConfig config) : base(nameof(BertOutput))
     {
         dense = nn.Linear(config.IntermediateSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dropout = config.HiddenDropoutProb;
         RegisterComponents();
     }
 
-    public Tensor forward(Tensor intermediate, Tensor residual) => LayerNorm.forward(dropout.forward(dense.forward(intermediate)) + residual);
+    public Tensor forward(Tensor intermediate, Tensor residual) => LayerNorm.forward(FastDropout.Apply(dense.forward(intermediate), dropout, training).add_(residual));
 }
 
 /// <summary>BERT's pooler: a dense layer and tanh over the [CLS] state.</summary>

@@ -124,6 +124,9 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         /// <summary>Group texts of similar length into batches (pads less). False pads uniformly drawn batches.</summary>
         public bool GroupByLength = true;
 
+        /// <summary>Benchmarks only: pad every training batch to <see cref="MaxSequenceLength"/> (what a fixed-shape trainer does) instead of to its longest text.</summary>
+        internal bool PadToMaxSequenceLength;
+
         /// <summary>Rows per forward pass when scoring.</summary>
         public int InferenceBatchSize = 64;
 
@@ -270,6 +273,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
                 EarlyStoppingPatience = options.EarlyStoppingPatience,
                 GroupByLength = options.GroupByLength,
                 MaxSequenceLength = options.MaxSequenceLength,
+                PadToLength = options.PadToMaxSequenceLength ? options.MaxSequenceLength : null,
                 Seed = seed,
             };
             var loop = new FineTuningLoop(model, tokenizer, settings, device, message => channel.Info(MessageSensitivity.None, message));

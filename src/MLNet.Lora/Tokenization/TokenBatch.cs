@@ -16,11 +16,15 @@ public sealed record TokenBatch(Tensor InputIds, Tensor AttentionMask, Tensor To
     public long Count => InputIds.shape[0];
 
     /// <summary>Pads <paramref name="items"/> to the longest of them and moves the batch to <paramref name="device"/>.</summary>
-    public static TokenBatch Collate(IReadOnlyList<EncodedText> items, int padTokenId, Device? device = null)
+    public static TokenBatch Collate(IReadOnlyList<EncodedText> items, int padTokenId, Device? device = null) =>
+        Collate(items, padTokenId, device, padToLength: null);
+
+    /// <summary>As <see cref="Collate(IReadOnlyList{EncodedText}, int, Device?)"/>, but padded to at least <paramref name="padToLength"/> tokens when given.</summary>
+    internal static TokenBatch Collate(IReadOnlyList<EncodedText> items, int padTokenId, Device? device, int? padToLength)
     {
         if (items.Count == 0) throw new ArgumentException("A batch needs at least one item.", nameof(items));
         int batch = items.Count;
-        int seq = items.Max(i => i.Length);
+        int seq = Math.Max(items.Max(i => i.Length), padToLength ?? 0);
         var ids = new long[batch * seq];
         var mask = new long[batch * seq];
         var types = new long[batch * seq];

@@ -86,6 +86,7 @@ public sealed class FineTuningLoop
                 double epochLoss = 0, windowLoss = 0;
                 int windowExamples = 0, windowSteps = 0;
                 var windowClock = Stopwatch.StartNew();
+                var epochClock = Stopwatch.StartNew();
                 foreach (var indices in LengthGroupedBatches.Create(lengths, settings.BatchSize, random, settings.GroupByLength))
                 {
                     cancellationToken.ThrowIfCancellationRequested();
@@ -115,9 +116,10 @@ public sealed class FineTuningLoop
                     }
                 }
 
+                var trainingTime = epochClock.Elapsed;
                 model.eval();
                 var (accuracy, validationLoss) = validation is null ? ((double?)null, (double?)null) : Evaluate(validation);
-                var summary = new EpochSummary(epoch, epochLoss / train.Count, accuracy, validationLoss, clock.Elapsed);
+                var summary = new EpochSummary(epoch, epochLoss / train.Count, accuracy, validationLoss, clock.Elapsed) { TrainingTime = trainingTime };
                 history.Add(summary);
                 var epochReport = Report(epoch, step, totalSteps, summary.TrainingLoss, baseRates[0] * LearningRateMultiplier(step, warmupSteps, totalSteps),
                     train.Count * epoch / clock.Elapsed.TotalSeconds, clock.Elapsed) with { ValidationAccuracy = accuracy, ValidationLoss = validationLoss, IsEpochEnd = true };
@@ -181,12 +183,27 @@ public sealed class FineTuningLoop
     {
         using var scope = NewDisposeScope();
         var (batch, labels) = Collate(data, indices);
+        return TrainStep(batch, labels, optimizer, trainable);
+    }
+
+    /// <summary>One optimizer step on a collated batch: forward, cross-entropy, backward, clipping, AdamW. Returns the loss.</summary>
+    internal double TrainStep(TokenBatch batch, Tensor labels, OptimizerHelper optimizer, List<Parameter> trainable)
+    {
+        using var scope = NewDisposeScope();
         optimizer.zero_grad();
         Tensor loss = F.cross_entropy(model.forward(batch), labels);
         loss.backward();
         if (settings.MaxGradientNorm > 0) nn.utils.clip_grad_norm_(trainable, settings.MaxGradientNorm);
         optimizer.step();
         return loss.item<float>();
+    }
+
+    /// <summary>The optimizer <see cref="Run"/> uses over the parameters that are trainable now, and those parameters (for benchmarks and tests).</summary>
+    internal (OptimizerHelper Optimizer, List<Parameter> Trainable) CreateOptimizer()
+    {
+        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (trainable.Count == 0) throw new InvalidOperationException("No parameter is trainable; call PrepareParameters first.");
+        return (CreateOptimizer(trainable), trainable.Select(p => p.parameter).ToList());
     }
 
     private (TokenBatch Batch, Tensor Labels) Collate(LabeledTexts data, int[] indices)
@@ -198,7 +215,7 @@ public sealed class FineTuningLoop
             items[i] = data.Items[indices[i]];
             labels[i] = data.Labels[indices[i]];
         }
-        return (TokenBatch.Collate(items, tokenizer.PadTokenId, device), tensor(labels, device: device));
+        return (TokenBatch.Collate(items, tokenizer.PadTokenId, device, settings.PadToLength), tensor(labels, device: device));
     }
 
     private OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> trainable)
@@ -256,4 +273,8 @@ public sealed class FineTuningLoop
 /// <param name="ValidationAccuracy">Validation accuracy, when a validation set was given.</param>
 /// <param name="ValidationLoss">Validation loss, when a validation set was given.</param>
 /// <param name="Elapsed">Wall time since training began.</param>
-public sealed record EpochSummary(int Epoch, double TrainingLoss, double? ValidationAccuracy, double? ValidationLoss, TimeSpan Elapsed);
+public sealed record EpochSummary(int Epoch, double TrainingLoss, double? ValidationAccuracy, double? ValidationLoss, TimeSpan Elapsed)
+{
+    /// <summary>Wall time of this epoch's training steps alone (validation and callbacks excluded).</summary>
+    public TimeSpan TrainingTime { get; init; }
+}

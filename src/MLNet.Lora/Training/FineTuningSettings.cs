@@ -39,6 +39,12 @@ public sealed record FineTuningSettings
     /// <summary>Maximum tokens per text the examples were encoded with (passed on to epoch-end callbacks).</summary>
     public int MaxSequenceLength { get; init; } = 128;
 
+    /// <summary>
+    /// Pad every training batch to this many tokens instead of to its longest item (null, the default). Only benchmarks
+    /// use it, to measure what padding to the maximum length costs.
+    /// </summary>
+    internal int? PadToLength { get; init; }
+
     /// <summary>Report progress every this many steps.</summary>
     public int LogEveryNSteps { get; init; } = 20;
 }

@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using Microsoft.ML;
+using MLNet.Lora.Training;
+
+namespace MLNet.Lora.Benchmarks;
+
+/// <summary>Section 6: accuracy and time on real data, LoRA r8 vs full fine-tuning vs head only.</summary>
+internal static partial class Sections
+{
+    private sealed record DataSpec(string Name, string TrainSplit, string EvalSplit, int Train, int Eval, int QuickTrain, int QuickEval);
+
+    private static readonly DataSpec[] AccuracyData =
+    [
+        new("sst2", "train", "dev", 10_000, 872, 2000, 872),
+        new("ag_news", "train", "test", 4000, 2000, 1000, 500),
+        new("emotion", "train", "dev", 8000, 2000, 1000, 500),
+        new("banking77", "train", "test", 10_003, 3080, 2000, 500),
+    ];
+
+    private sealed record FitResult(double LastAccuracy, double BestAccuracy, int BestEpoch, double[] EpochAccuracies, double[] EpochSeconds, double TotalSeconds);
+
+    private static void Accuracy(BenchmarkContext ctx)
+    {
+        var r = ctx.Report;
+        int epochs = ctx.Options.Quick ? 1 : Workload.DefaultOptions(FineTuningMode.Lora).MaxEpochs;
+        r.Section($"6. Accuracy and time on real data: LoRA r8 vs full fine-tuning vs head only (trainer defaults, {epochs} epoch(s), seed 1)");
+        if (!Directory.Exists(ctx.DataDirectory))
+        {
+            Report.Line($"SKIPPED: the data folder {ctx.DataDirectory} does not exist (pass --data DIR).");
+            return;
+        }
+        var w = ctx.Workload;
+        foreach (var spec in AccuracyData.Where(d => ctx.Options.Datasets is null || ctx.Options.Datasets.Contains(d.Name)))
+        {
+            string? trainPath = DataSets.FileOf(ctx.DataDirectory, spec.Name, spec.TrainSplit);
+            string? evalPath = DataSets.FileOf(ctx.DataDirectory, spec.Name, spec.EvalSplit);
+            if (trainPath is null || evalPath is null)
+            {
+                Report.Line($"SKIPPED {spec.Name}: {spec.Name}/{spec.TrainSplit}.tsv or {spec.EvalSplit}.tsv is missing under {ctx.DataDirectory}.");
+                continue;
+            }
+            var allTrain = DataSets.Read(trainPath);
+            var allEval = DataSets.Read(evalPath);
+            var train = DataSets.Sample(allTrain, ctx.Options.Quick ? spec.QuickTrain : spec.Train, seed: 1);
+            var eval = DataSets.Sample(allEval, ctx.Options.Quick ? spec.QuickEval : spec.Eval, seed: 1);
+            string sampled = (train.Count < allTrain.Count ? $"train subsampled {train.Count} of {allTrain.Count}" : $"train {train.Count}") +
+                             (eval.Count < allEval.Count ? $", {spec.EvalSplit} subsampled {eval.Count} of {allEval.Count}" : $", {spec.EvalSplit} {eval.Count}");
+            Report.Line($"{spec.Name}: {sampled}, {train.Select(x => x.Label).Distinct().Count()} classes");
+
+            var results = new Dictionary<FineTuningMode, FitResult>();
+            foreach (var mode in new[] { FineTuningMode.Lora, FineTuningMode.Full, FineTuningMode.HeadOnly })
+            {
+                var result = FitAndScore(w, train, eval, mode, epochs);
+                results[mode] = result;
+                string perEpoch = "per epoch " + string.Join(", ", result.EpochAccuracies.Select((a, i) => $"{a:F4} ({result.EpochSeconds[i]:F0} s)")) +
+                                  $"; best epoch {result.BestEpoch} (the model Fit returns)";
+                r.Value($"{spec.Name} {mode}: {spec.EvalSplit} accuracy after the last epoch", result.LastAccuracy, "", "F4", note: perEpoch);
+                r.Value($"{spec.Name} {mode}: training wall time per epoch", result.EpochSeconds.Average(), "s", "F0");
+            }
+            if (spec.Name == "sst2")
+            {
+                double lora = results[FineTuningMode.Lora].LastAccuracy, full = results[FineTuningMode.Full].LastAccuracy;
+                r.Target($"sst2 LoRA r8 dev accuracy", new Spread(lora, lora, lora), "", ">=", ctx.Options.Quick ? 0.0 : 0.87, "F4",
+                    note: ctx.Options.Quick ? "quick run: small sample, target not applied" : null);
+                r.Target("sst2 full fine-tuning minus LoRA r8 (points)", new Spread(1, 1, 1).Map(_ => 100 * (full - lora)), "points", "<=", ctx.Options.Quick ? 100 : 1.5, "F2");
+            }
+        }
+
+        // One epoch of LoRA r8 vs full fine-tuning on all of SST-2's training set.
+        if (!ctx.Options.Quick && (ctx.Options.Datasets is null || ctx.Options.Datasets.Contains("sst2")) && DataSets.FileOf(ctx.DataDirectory, "sst2", "train") is { } sstTrain && DataSets.FileOf(ctx.DataDirectory, "sst2", "dev") is { } sstDev)
+        {
+            var train = DataSets.Read(sstTrain);
+            var dev = DataSets.Read(sstDev);
+            Report.Line($"SST-2, ONE epoch (MaxEpochs = 1: the schedule warms up and decays within it), train {train.Count}, dev {dev.Count}");
+            foreach (var mode in new[] { FineTuningMode.Lora, FineTuningMode.Full })
+            {
+                var result = FitAndScore(w, train, dev, mode, 1);
+                r.Value($"sst2 one epoch, {mode}: dev accuracy", result.LastAccuracy, "", "F4");
+                r.Value($"sst2 one epoch, {mode}: training wall time", result.EpochSeconds[0], "s", "F0", note: $"{train.Count / result.EpochSeconds[0]:F1} examples/s");
+            }
+        }
+    }
+
+    /// <summary>Fits with the trainer's defaults for <paramref name="mode"/>, validating on <paramref name="eval"/> after each epoch.</summary>
+    private static FitResult FitAndScore(Workload w, List<TextRow> train, List<TextRow> eval, FineTuningMode mode, int epochs)
+    {
+        var ml = new MLContext(seed: 1);
+        var trainView = ml.Data.LoadFromEnumerable(train);
+        var evalView = ml.Data.LoadFromEnumerable(eval);
+        var keys = ml.Transforms.Conversion.MapValueToKey("Label").Fit(trainView);
+        var options = new LoraTextClassificationTrainer.Options
+        {
+            Encoder = w.Encoder,
+            Mode = mode,
+            MaxEpochs = epochs,
+            Seed = 1,
+        };
+        var watch = Stopwatch.StartNew();
+        using var model = ml.MulticlassClassification.Trainers.LoraTextClassification(options).Fit(keys.Transform(trainView), keys.Transform(evalView));
+        double total = watch.Elapsed.TotalSeconds;
+        var history = model.TrainingHistory;
+        var accuracies = history.Select(h => h.ValidationAccuracy ?? double.NaN).ToArray();
+        int best = Array.IndexOf(accuracies, accuracies.Max());
+        Console.WriteLine($"    {mode}: " + string.Join(", ", history.Select(h => $"epoch {h.Epoch} loss {h.TrainingLoss:F4} acc {h.ValidationAccuracy:F4} train {h.TrainingTime.TotalSeconds:F0}s")));
+        return new FitResult(accuracies[^1], accuracies[best], best + 1, accuracies, history.Select(h => h.TrainingTime.TotalSeconds).ToArray(), total);
+    }
+}

@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using MLNet.Lora.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNet.Lora.Benchmarks;
+
+/// <summary>Section 2: peak resident memory of a training step, each contender in its own child process.</summary>
+internal static partial class Sections
+{
+    private static void Memory(BenchmarkContext ctx)
+    {
+        var r = ctx.Report;
+        r.Section("2. Peak memory (process RSS) of training steps on 32x128, each contender in a fresh child process");
+        string[] modes = ["Lora", "Full", "Forward"];
+        var peaks = modes.ToDictionary(m => m, _ => new List<double>());
+        var before = modes.ToDictionary(m => m, _ => new List<double>());
+        int rounds = ctx.Options.Quick ? 2 : 3;
+        for (int round = 0; round < rounds; round++)
+        {
+            for (int k = 0; k < modes.Length; k++)
+            {
+                string mode = modes[(round + k) % modes.Length];
+                var (peak, baseline, resetWorked) = ChildProcess.Measure(mode, ctx.Options);
+                peaks[mode].Add(peak);
+                before[mode].Add(baseline);
+                if (!resetWorked) Report.Line("(could not reset the peak counter: the figure includes loading)");
+            }
+            ctx.Log($"    round {round + 1}/{rounds}: " + string.Join(", ", modes.Select(m => $"{m} {peaks[m][^1]:F0} MiB")));
+        }
+        r.Figure("RSS before the first step (model loaded), LoRA", Spread.Of(before["Lora"]), "MiB", "F0");
+        r.Figure("peak RSS, no-grad forward only (reference)", Spread.Of(peaks["Forward"]), "MiB", "F0");
+        r.Figure("peak RSS, LoRA r8 training (3 steps)", Spread.Of(peaks["Lora"]), "MiB", "F0");
+        r.Figure("peak RSS, full fine-tuning (3 steps)", Spread.Of(peaks["Full"]), "MiB", "F0");
+        r.Figure("growth over the loaded model, LoRA", Spread.Of(peaks["Lora"].Zip(before["Lora"], (p, b) => p - b)), "MiB", "F0");
+        r.Figure("growth over the loaded model, full", Spread.Of(peaks["Full"].Zip(before["Full"], (p, b) => p - b)), "MiB", "F0");
+        r.Target("LoRA peak RSS / full fine-tuning peak RSS", Spread.Of(peaks["Lora"].Zip(peaks["Full"], (a, b) => a / b)), "x", "<=", 0.70);
+    }
+}
+
+/// <summary>Runs one memory contender in a child process of this same program and reads its figures back.</summary>
+internal static class ChildProcess
+{
+    private const string Marker = "MEMORY-RESULT";
+
+    public static (double PeakMiB, double BeforeMiB, bool ResetWorked) Measure(string mode, BenchmarkOptions options)
+    {
+        string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's path.");
+        var start = new ProcessStartInfo(self) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
+        foreach (var a in new[] { "--child", "memory", "--mode", mode }) start.ArgumentList.Add(a);
+        if (options.Threads is { } t) { start.ArgumentList.Add("--threads"); start.ArgumentList.Add(t.ToString(CultureInfo.InvariantCulture)); }
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        var line = stdout.Split('\n').FirstOrDefault(l => l.StartsWith(Marker));
+        if (process.ExitCode != 0 || line is null)
+            throw new InvalidOperationException($"The {mode} memory child failed (exit {process.ExitCode}): {stdout} {stderr.Result}");
+        var parts = line.Split(' ');
+        return (double.Parse(parts[1], CultureInfo.InvariantCulture), double.Parse(parts[2], CultureInfo.InvariantCulture), parts[3] == "reset");
+    }
+
+    /// <summary>In the child: load, build, reset the peak counter, run three steps, print the peak.</summary>
+    public static int Run(string child, BenchmarkOptions options)
+    {
+        if (child != "memory") throw new ArgumentException($"Unknown child '{child}'.");
+        using var w = Workload.Load();
+        var batch = w.RandomBatch();
+        var labels = Workload.RandomLabels(Workload.Batch, 2);
+        var mode = options.ChildMode switch
+        {
+            "Lora" => FineTuningMode.Lora,
+            "Full" => FineTuningMode.Full,
+            _ => FineTuningMode.HeadOnly,
+        };
+        // The loaded encoder itself is adapted (no copy), as when Fit loads the default encoder.
+        var model = w.Build(mode, copy: false);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        double beforeMiB = Status("VmRSS");
+        bool reset = ResetPeak();
+        if (options.ChildMode == "Forward")
+        {
+            model.eval();
+            for (int i = 0; i < 3; i++)
+            {
+                using var scope = NewDisposeScope();
+                using var _ = no_grad();
+                model.forward(batch);
+            }
+        }
+        else
+        {
+            var loop = w.Loop(model, mode);
+            var (optimizer, trainable) = loop.CreateOptimizer();
+            model.train();
+            for (int i = 0; i < 3; i++) loop.TrainStep(batch, labels, optimizer, trainable);
+            optimizer.Dispose();
+        }
+        double peak = Status("VmHWM");
+        Console.WriteLine(FormattableString.Invariant($"{Marker} {peak:F1} {beforeMiB:F1} {(reset ? "reset" : "noreset")}"));
+        return 0;
+    }
+
+    /// <summary>Resets the kernel's peak-RSS counter (VmHWM) of this process: writing 5 to clear_refs.</summary>
+    private static bool ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A memory line of /proc/self/status, in MiB.</summary>
+    private static double Status(string key)
+    {
+        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith(key + ":"));
+        return double.Parse(line.Split(':')[1].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024;
+    }
+}

@@ -1,0 +1,155 @@
+// MLNet.Lora benchmarks: each comparison runs in this one process (memory: in child processes), contenders
+// alternating round by round, and prints min / median / max of times and of per-round ratios.
+//
+//   dotnet run -c Release --project benchmarks/MLNet.Lora.Benchmarks -- [--quick] [--sections 0,1,3] [--data DIR]
+//       [--threads N] [--rounds N] [--out results.md]
+using System.Diagnostics;
+using System.Globalization;
+using MLNet.Lora.Benchmarks;
+using MLNet.Lora.Native;
+using TorchSharp;
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+BenchmarkOptions options;
+try
+{
+    options = BenchmarkOptions.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine(e.Message);
+    Console.Error.WriteLine(BenchmarkOptions.Usage);
+    return 2;
+}
+if (options.Help)
+{
+    Console.WriteLine(BenchmarkOptions.Usage);
+    return 0;
+}
+
+TorchRuntime.EnsureLoaded();
+if (options.Threads is { } threads) torch.set_num_threads(threads);
+Clock.UseCpuTime = options.CpuClock;
+
+if (options.Child is { } child) return ChildProcess.Run(child, options);
+
+var report = new Report();
+string header = Machine.Describe(options);
+Console.WriteLine(header);
+var clock = Stopwatch.StartNew();
+using (var context = new BenchmarkContext(options, report))
+{
+    foreach (int section in options.Sections)
+    {
+        try
+        {
+            Sections.Run(section, context);
+        }
+        catch (Exception e)
+        {
+            Console.WriteLine($"  Section {section} failed: {e.GetType().Name}: {e.Message}");
+            Console.WriteLine(e.StackTrace);
+        }
+    }
+}
+report.PrintSummary();
+Console.WriteLine($"Total {clock.Elapsed.TotalMinutes:F1} min; load average at the end: {Machine.LoadAverage()}");
+if (options.OutputPath is { } output) report.WriteMarkdown(output, header);
+return 0;
+
+namespace MLNet.Lora.Benchmarks
+{
+    /// <summary>Command-line settings.</summary>
+    internal sealed record BenchmarkOptions
+    {
+        public const string Usage = """
+            MLNet.Lora benchmarks
+              --quick            fewer rounds and smaller data (a few minutes)
+              --sections LIST    comma-separated section numbers (default all):
+                                 0 GEMM peak and forward   1 training step   2 peak memory   3 inference
+                                 4 tokenization and Fit throughput   5 size   6 accuracy on real data   7 forward profile
+              --data DIR         the real datasets (default ../shared/data beside the repository)
+              --datasets LIST    section 6's datasets (default sst2,ag_news,emotion,banking77)
+              --threads N        torch intra-op threads (default: TorchSharp's choice)
+              --rounds N         rounds per comparison (default 3 quick, 7 full)
+              --clock wall|cpu   time with the wall clock (default) or this process's CPU time (robust to other
+                                 jobs on a shared machine when used with --threads 1)
+              --out FILE         also write the figures as a Markdown table
+            """;
+
+        public bool Quick { get; init; }
+        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7];
+        public string? DataDirectory { get; init; }
+        public string[]? Datasets { get; init; }
+        public int? Threads { get; init; }
+        public int? RoundsOverride { get; init; }
+        public string? OutputPath { get; init; }
+        public string? Child { get; init; }
+        public string? ChildMode { get; init; }
+        public bool Help { get; init; }
+        public bool CpuClock { get; init; }
+
+        public int Rounds => RoundsOverride ?? (Quick ? 3 : 7);
+
+        public static BenchmarkOptions Parse(string[] args)
+        {
+            var o = new BenchmarkOptions();
+            for (int i = 0; i < args.Length; i++)
+            {
+                string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
+                o = args[i] switch
+                {
+                    "--quick" => o with { Quick = true },
+                    "--sections" => o with { Sections = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() },
+                    "--data" => o with { DataDirectory = Next() },
+                    "--datasets" => o with { Datasets = Next().Split(',', StringSplitOptions.RemoveEmptyEntries) },
+                    "--threads" => o with { Threads = int.Parse(Next()) },
+                    "--rounds" => o with { RoundsOverride = int.Parse(Next()) },
+                    "--out" => o with { OutputPath = Next() },
+                    "--child" => o with { Child = Next() },
+                    "--mode" => o with { ChildMode = Next() },
+                    "--clock" => o with { CpuClock = Next() switch { "cpu" => true, "wall" => false, var c => throw new ArgumentException($"--clock is wall or cpu, not '{c}'.") } },
+                    "--help" or "-h" => o with { Help = true },
+                    _ => throw new ArgumentException($"Unknown argument '{args[i]}'."),
+                };
+            }
+            return o;
+        }
+    }
+
+    /// <summary>What every section shares: options, the report, and the default encoder (loaded on first use).</summary>
+    internal sealed class BenchmarkContext(BenchmarkOptions options, Report report) : IDisposable
+    {
+        private Workload? workload;
+
+        public BenchmarkOptions Options { get; } = options;
+        public Report Report { get; } = report;
+        public Workload Workload => workload ??= Workload.Load();
+        public string DataDirectory { get; } = DataSets.Resolve(options.DataDirectory);
+        public Dictionary<string, double> Shared { get; } = new();
+
+        public void Log(string text) => Console.WriteLine(text);
+
+        public void Dispose() => workload?.Dispose();
+    }
+
+    /// <summary>The machine the figures come from.</summary>
+    internal static class Machine
+    {
+        public static string Describe(BenchmarkOptions options)
+        {
+            string cpu = File.Exists("/proc/cpuinfo")
+                ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "unknown"
+                : "unknown";
+            return $"MLNet.Lora benchmarks{(options.Quick ? " (quick)" : "")}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC\n" +
+                   $"CPU: {cpu}, {Environment.ProcessorCount} logical cores; torch threads {torch.get_num_threads()}, interop {torch.get_num_interop_threads()}; " +
+                   $"TorchSharp {typeof(torch).Assembly.GetName().Version}; .NET {Environment.Version}; {Environment.OSVersion}; clock: {(options.CpuClock ? "process CPU time" : "wall")}\n" +
+                   $"Load average at start: {LoadAverage()} (other jobs on the machine add noise; contenders alternate so it hits them alike)";
+        }
+
+        public static string LoadAverage() =>
+            File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
+    }
+}
