@@ -13,6 +13,7 @@ public static class TorchRuntime
     /// <summary>Throws <see cref="InvalidOperationException"/> with a remedy when the native runtime cannot load.</summary>
     public static void EnsureLoaded()
     {
+        TorchNativeLoader.EnsurePrepared();
         if (LoadFailure.Value is { } failure)
         {
             throw new InvalidOperationException(
@@ -21,6 +22,7 @@ public static class TorchRuntime
                 "'TorchSharp-cuda-windows' for NVIDIA GPUs. On Linux with a libstdc++ older than GCC 13 (Debian 12, Ubuntu 22.04), " +
                 "MLNet.Lora's build step marks libLibTorchSharp.so's GLIBCXX_3.4.32 requirement weak in the build output: rebuild " +
                 "the application (and do not set MLNetLoraSkipNativePatch=true), or install a newer libstdc++. " +
+                $"Run-time patch (for notebooks and other hosts without that build step): {TorchNativeLoader.Status}. " +
                 $"Underlying error: {Innermost(failure).Message}",
                 failure);
         }

@@ -1,12 +1,18 @@
 #nullable enable
 // Compiled twice: by MSBuild's RoslynCodeTaskFactory inside MLNet.Lora.targets (so it must stay a
-// single self-contained file with no dependencies beyond the BCL) and by the test project.
+// single self-contained file with no dependencies beyond the BCL) and into the library itself
+// (MLNET_LORA_LIBRARY), whose run-time loader patches a copy where no build step ran (notebooks).
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Text;
 
+// The library's copy lives in another namespace so that it never clashes with the test project's copy.
+#if MLNET_LORA_LIBRARY
+namespace MLNet.Lora.Native
+#else
 namespace MLNet.Lora.Build
+#endif
 {
     /// <summary>
     /// Marks selected symbol-version requirements of an ELF64 shared library as weak
@@ -14,7 +20,12 @@ namespace MLNet.Lora.Build
     /// a system library that lacks that version. Safe only for versions whose symbols are never called
     /// through a relocation: libLibTorchSharp.so needs GLIBCXX_3.4.32 for one such symbol alone.
     /// </summary>
-    public static class ElfVersionPatcher
+#if MLNET_LORA_LIBRARY
+    internal
+#else
+    public
+#endif
+    static class ElfVersionPatcher
     {
         private const uint ShtGnuVerneed = 0x6ffffffe;
         private const ushort VerFlagWeak = 0x2;
@@ -124,7 +135,7 @@ namespace MLNet.Lora.Build
     }
 }
 
-#if !MLNET_LORA_TESTS
+#if !MLNET_LORA_TESTS && !MLNET_LORA_LIBRARY
 namespace MLNet.Lora.Build
 {
     using Microsoft.Build.Framework;
