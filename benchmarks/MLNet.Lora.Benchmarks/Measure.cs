@@ -14,7 +14,12 @@ internal static partial class Clock
     /// <summary>Seconds on the chosen clock, from an arbitrary origin.</summary>
     public static double Now()
     {
-        if (!UseCpuTime) return Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
+        return UseCpuTime ? ProcessCpuSeconds() : Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
+    }
+
+    /// <summary>CPU seconds this process has used, all threads together.</summary>
+    public static double ProcessCpuSeconds()
+    {
         clock_gettime(2 /* CLOCK_PROCESS_CPUTIME_ID */, out var t);
         return t.Seconds + t.Nanoseconds * 1e-9;
     }
