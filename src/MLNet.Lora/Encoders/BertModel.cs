@@ -180,13 +180,13 @@ internal sealed class BertLayer : nn.Module
 {
     private readonly BertAttention attention;
     private readonly BertIntermediate intermediate;
-    private readonly BertOutput output;
+    private readonly BertResidualOutput output;
 
     public BertLayer(BertConfig config) : base(nameof(BertLayer))
     {
         attention = new BertAttention(config);
         intermediate = new BertIntermediate(config);
-        output = new BertOutput(config);
+        output = new BertResidualOutput(config.IntermediateSize, config);
         RegisterComponents();
     }
 
@@ -212,12 +212,12 @@ internal sealed class BertLayer : nn.Module
 internal sealed class BertAttention : nn.Module
 {
     [ComponentName(Name = "self")] private readonly BertSelfAttention selfAttention;
-    private readonly BertSelfOutput output;
+    private readonly BertResidualOutput output;
 
     public BertAttention(BertConfig config) : base(nameof(BertAttention))
     {
         selfAttention = new BertSelfAttention(config);
-        output = new BertSelfOutput(config);
+        output = new BertResidualOutput(config.HiddenSize, config);
         RegisterComponents();
     }
 
@@ -293,22 +293,25 @@ internal sealed class BertSelfAttention : nn.Module
     }
 }
 
-/// <summary>Attention output projection, dropout, residual and LayerNorm.</summary>
-internal sealed class BertSelfOutput : nn.Module
+/// <summary>
+/// Projection, dropout, residual and post-LayerNorm: BERT's <c>attention.output</c> (from the attention's width) and
+/// <c>output</c> (from the feed-forward width) are both this block.
+/// </summary>
+internal sealed class BertResidualOutput : nn.Module
 {
     private readonly nn.Module<Tensor, Tensor> dense;
     private readonly LayerNorm LayerNorm;
     private readonly double dropout;
 
-    public BertSelfOutput(BertConfig config) : base(nameof(BertSelfOutput))
+    public BertResidualOutput(int inFeatures, BertConfig config) : base(nameof(BertResidualOutput))
     {
-        dense = nn.Linear(config.HiddenSize, config.HiddenSize);
+        dense = nn.Linear(inFeatures, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         dropout = config.HiddenDropoutProb;
         RegisterComponents();
     }
 
-    public Tensor forward(Tensor context, Tensor residual) => LayerNorm.forward(FastDropout.Apply(dense.forward(context), dropout, training).add_(residual));
+    public Tensor forward(Tensor input, Tensor residual) => LayerNorm.forward(FastDropout.Apply(dense.forward(input), dropout, training).add_(residual));
 }
 
 /// <summary>The feed-forward block's expansion and activation.</summary>
@@ -336,24 +339,6 @@ internal sealed class BertIntermediate : nn.Module
         };
         return activated.MoveToOuterDisposeScope();
     }
-}
-
-/// <summary>The feed-forward block's projection back, dropout, residual and LayerNorm.</summary>
-internal sealed class BertOutput : nn.Module
-{
-    private readonly nn.Module<Tensor, Tensor> dense;
-    private readonly LayerNorm LayerNorm;
-    private readonly double dropout;
-
-    public BertOutput(BertConfig config) : base(nameof(BertOutput))
-    {
-        dense = nn.Linear(config.IntermediateSize, config.HiddenSize);
-        LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        dropout = config.HiddenDropoutProb;
-        RegisterComponents();
-    }
-
-    public Tensor forward(Tensor intermediate, Tensor residual) => LayerNorm.forward(FastDropout.Apply(dense.forward(intermediate), dropout, training).add_(residual));
 }
 
 /// <summary>BERT's pooler: a dense layer and tanh over the [CLS] state.</summary>
