@@ -62,7 +62,7 @@ public class ForgettingReportTests
                 new ForgettingTimeline
                 {
                     Label = "LoRA on ag_news", RetentionTasks = ["sst2"], Thresholds = new TimelineThresholds(),
-                    Points = [Point(0, 0, 0, 0, 10), Point(1, 0.01, 0.06, 0.03, 9), Point(2, 0.03, 0.1, 0.05, 6)],
+                    Points = [Point(0, 0, 0, 0, 10), Point(1, 0.01, 0.06, 0.03, 9), Point(2, 0.06, 0.1, 0.05, 6)],
                 },
             ],
             Correlations = [SimilarityForgettingCorrelation.From("retention LoRA", "representation", "frozen-probe drop", [new CorrelationPoint("sst2 vs ag_news", 0.4, 0.05)])],
