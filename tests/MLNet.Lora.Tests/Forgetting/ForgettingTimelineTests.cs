@@ -23,12 +23,12 @@ public class ForgettingTimelineTests
     [Fact]
     public void OnsetsAreTheFirstEpochsAtOrAboveEachThreshold()
     {
-        // Thresholds: retention 0.02, representation 0.05, attention 0.02, sharpness 25 % change.
+        // Default thresholds: retention 0.05, representation 0.05, attention 0.02, sharpness 25 % change.
         var t = Timeline(
             Point(0, 0.00, 0.00, 0.00, 8.0),
-            Point(1, 0.01, 0.05, 0.01, 7.0),    // representation reaches its threshold exactly
-            Point(2, 0.02, 0.09, 0.03, 5.0),    // retention and attention cross; eigenvalue 37.5 % lower: flatter
-            Point(3, 0.01, 0.12, 0.04, 4.0));
+            Point(1, 0.03, 0.05, 0.01, 7.0),    // representation reaches its threshold exactly
+            Point(2, 0.05, 0.09, 0.03, 5.0),    // retention and attention cross; eigenvalue 37.5 % lower: flatter
+            Point(3, 0.04, 0.12, 0.04, 4.0));
         var onsets = t.Onsets.ToDictionary(o => o.Signal);
         onsets["retention"].FirstEpoch.Should().Be(2);
         onsets["representation"].FirstEpoch.Should().Be(1);

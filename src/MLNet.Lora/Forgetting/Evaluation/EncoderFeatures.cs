@@ -19,7 +19,7 @@ internal static class EncoderFeatures
     public static Tensor Pooled(BertModel encoder, int padTokenId, IReadOnlyList<EncodedText> items, PoolingStrategy pooling,
         int batchSize, CancellationToken cancellationToken)
     {
-        using var measuring = new MeasurementScope(encoder);
+        using var measuring = new MeasurementScope(encoder, unmerge: false);
         using var noGrad = no_grad();
         var device = DeviceOf(encoder);
         var parts = new List<Tensor>();

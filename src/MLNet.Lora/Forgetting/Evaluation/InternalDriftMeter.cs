@@ -23,8 +23,8 @@ internal static class InternalDriftMeter
         double rows = 0;
 
         using var outer = NewDisposeScope();
-        using (var refScope = new MeasurementScope(reference.Encoder))
-        using (var candScope = new MeasurementScope(candidate.Encoder))
+        using (var refScope = new MeasurementScope(reference.Encoder, unmerge: false))
+        using (var candScope = new MeasurementScope(candidate.Encoder, unmerge: false))
         using (no_grad())
         {
             var refDevice = EncoderFeatures.DeviceOf(reference.Encoder);

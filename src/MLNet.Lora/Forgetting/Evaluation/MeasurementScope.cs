@@ -18,11 +18,14 @@ internal sealed class MeasurementScope : IDisposable
     private readonly List<(Parameter Parameter, bool RequiresGrad)> flags = [];
     private bool disposed;
 
-    public MeasurementScope(nn.Module model)
+    /// <param name="model">The model to measure.</param>
+    /// <param name="unmerge">Unmerge merged adapters: needed for gradients, not for forward passes (a merged layer computes the same outputs).</param>
+    public MeasurementScope(nn.Module model, bool unmerge = true)
     {
         this.model = model;
         wasTraining = model.training;
         model.eval();
+        if (!unmerge) return;
         foreach (var (_, layer) in LoraInjector.FindLoraLayers(model))
         {
             if (!layer.IsMerged) continue;

@@ -32,6 +32,7 @@ internal sealed class TaskSequenceRunner
     private readonly List<TextClassificationModel> models = [];
     private readonly List<LabeledTexts> train = [];
     private readonly List<LabeledTexts> test = [];
+    private (int Task, LinearProbe Probe)? nextTaskProbe;   // R[i][i+1]'s probe, reused by the conflict before step i+1
 
     public TaskSequenceRunner(ForgettingEvaluator evaluator, ForgettingEvaluator.Options options, Device device, ComparedModel start,
         IReadOnlyList<TaskData> tasks, double[] baseline, SequenceStrategy strategy, IProgress<ForgettingProgress>? progress, CancellationToken cancellationToken)
@@ -119,7 +120,7 @@ internal sealed class TaskSequenceRunner
                 for (int j = 0; j < t; j++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    accuracy[i][j] = j <= i ? HeadAccuracy(j) : ProbeAccuracy(j);
+                    accuracy[i][j] = j <= i ? HeadAccuracy(j) : ProbeAccuracy(j, i);
                 }
                 if (UsesAdapters) LoraInjector.SetActiveAdapter(encoder, adapter);
                 Report($"after '{tasks[i].Name}': " + string.Join(", ", Enumerable.Range(0, t).Select(j => $"{tasks[j].Name} {accuracy[i][j]:P1}{(j > i ? " (probe)" : "")}")));
@@ -145,6 +146,7 @@ internal sealed class TaskSequenceRunner
         {
             foreach (var s in snapshots) s.Dispose();
             foreach (var m in models) m.Classifier.Dispose();
+            nextTaskProbe?.Probe.Dispose();
             encoder.Dispose();
         }
 
@@ -203,15 +205,33 @@ internal sealed class TaskSequenceRunner
         return new FineTuningLoop(models[j], start.Tokenizer, settings, device).Evaluate(test[j], options.BatchSize).Accuracy;
     }
 
-    private double ProbeAccuracy(int j)
+    private double ProbeAccuracy(int j, int i)
+    {
+        var probe = FitProbe(j);
+        using var scope = NewDisposeScope();
+        var current = ComparedModel.FromEncoder(encoder, start.Tokenizer, "current");
+        double accuracy = probe.Accuracy(RetentionBaseline.Features(current, tasks[j].Test, options, cancellationToken), tasks[j].Test.Labels);
+        // The next task's probe at this state is exactly what the gradient conflict before the next step reads it with.
+        if (j == i + 1 && options.MeasureGradientConflict) KeepNextTaskProbe(j, probe);
+        else probe.Dispose();
+        return accuracy;
+    }
+
+    /// <summary>A linear probe for task <paramref name="j"/> on the encoder as an untrained task would start from it.</summary>
+    private LinearProbe FitProbe(int j)
     {
         ActivateForUntrained();
         var current = ComparedModel.FromEncoder(encoder, start.Tokenizer, "current");
         using var scope = NewDisposeScope();
         var probeRows = tasks[j].Train.Sample(options.MaxProbeTrainExamples, options.Seed);
         var features = RetentionBaseline.Features(current, probeRows, options, cancellationToken);
-        using var probe = LinearProbe.Fit(evaluator.Context, features, probeRows.Labels, tasks[j].ClassCount, options.ProbeL2Regularization);
-        return probe.Accuracy(RetentionBaseline.Features(current, tasks[j].Test, options, cancellationToken), tasks[j].Test.Labels);
+        return LinearProbe.Fit(evaluator.Context, features, probeRows.Labels, tasks[j].ClassCount, options.ProbeL2Regularization);
+    }
+
+    private void KeepNextTaskProbe(int task, LinearProbe probe)
+    {
+        nextTaskProbe?.Probe.Dispose();
+        nextTaskProbe = (task, probe);
     }
 
     /// <summary>Cross-entropy of task <paramref name="j"/>'s own head on the given rows of <paramref name="data"/>, with task j's adapter active.</summary>
@@ -245,9 +265,8 @@ internal sealed class TaskSequenceRunner
         using var scope = NewDisposeScope();
         ActivateForUntrained();
         var current = ComparedModel.FromEncoder(encoder, start.Tokenizer, $"{strategy} after {tasks[i - 1].Name}");
-        var probeRows = tasks[i].Train.Sample(options.MaxProbeTrainExamples, options.Seed);
-        using var probe = LinearProbe.Fit(evaluator.Context, RetentionBaseline.Features(current, probeRows, options, cancellationToken),
-            probeRows.Labels, tasks[i].ClassCount, options.ProbeL2Regularization);
+        using var probe = nextTaskProbe is { } kept && kept.Task == i ? kept.Probe : FitProbe(i);
+        nextTaskProbe = null;
         var newLoss = RetentionBaseline.BatchLoss(current, tasks[i].Train, probe, options);
 
         Tensor OldLoss(int b)

@@ -5,7 +5,7 @@ namespace MLNet.Lora.Forgetting;
 /// <summary>PNG charts of a <see cref="ForgettingReport"/> (ScottPlot 5), each file written atomically.</summary>
 public static class ForgettingCharts
 {
-    private const int Width = 900;
+    private const int Width = 1150;
     private const int Height = 520;
 
     /// <summary>Writes every chart the report has data for into <paramref name="folder"/>.</summary>
@@ -76,7 +76,7 @@ public static class ForgettingCharts
         plot.XLabel("epoch (0 = before training)");
         plot.YLabel("signal ÷ threshold (≥ 1: moved)");
         plot.Axes.Bottom.SetTicks(epochs, epochs.Select(e => e.ToString("0")).ToArray());
-        plot.ShowLegend(Alignment.UpperLeft);
+        plot.ShowLegend(Edge.Right);   // beside the data, never over it
         Save(plot, path);
     }
 
@@ -108,11 +108,14 @@ public static class ForgettingCharts
         foreach (var t in report.Timelines.Where(t => t.Points.Count > 1))
             Series($"timeline {t.Label}, epoch {t.Points[^1].Epoch}", [t.Points[^1].RepresentationDrift]);
 
+        int states = report.Internals.Select(d => d.RepresentationDrift.Length)
+            .Concat(report.Sequences.SelectMany(q => q.Drift).Select(d => d.RepresentationDrift.Length)).DefaultIfEmpty(1).Max();
+        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, states).Select(i => (double)i).ToArray(), Enumerable.Range(0, states).Select(i => i.ToString()).ToArray());
         plot.Title("Representation drift per layer");
         plot.XLabel("hidden state (0 = embeddings, l = after layer l)");
         plot.YLabel("1 − linear CKA");
         plot.Axes.SetLimitsY(0, 1);
-        plot.ShowLegend(Alignment.UpperLeft);
+        plot.ShowLegend(Edge.Right);   // beside the data, never over it
         Save(plot, path);
     }
 
@@ -168,7 +171,7 @@ public static class ForgettingCharts
         plot.YLabel("conflict rate");
         plot.Axes.Bottom.SetTicks(Enumerable.Range(0, kinds.Count).Select(k => (double)k).ToArray(), kinds.ToArray());
         plot.Axes.SetLimitsY(0, 1);
-        plot.ShowLegend(Alignment.UpperRight);
+        plot.ShowLegend(Edge.Right);
         Save(plot, path);
     }
 

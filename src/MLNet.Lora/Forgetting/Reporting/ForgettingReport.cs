@@ -63,7 +63,7 @@ public sealed record ForgettingReport
         ["StepForgetting"] = "R[j−1][i] − R[j][i]: accuracy of old task i lost while training task j",
     };
 
-    /// <summary>A report holding this report's sections followed by <paramref name="other"/>'s.</summary>
+    /// <summary>A report holding this report's sections followed by <paramref name="other"/>'s (identical task similarities are not repeated).</summary>
     /// <param name="other">The report to append.</param>
     public ForgettingReport Merge(ForgettingReport other)
     {
@@ -74,7 +74,8 @@ public sealed record ForgettingReport
             Internals = [.. Internals, .. other.Internals],
             Sharpness = [.. Sharpness, .. other.Sharpness],
             GradientConflicts = [.. GradientConflicts, .. other.GradientConflicts],
-            Similarities = [.. Similarities, .. other.Similarities],
+            // The same pair measured identically twice (once per candidate of the same reference) is one result.
+            Similarities = [.. Similarities, .. other.Similarities.Where(o => !Similarities.Contains(o))],
             Sequences = [.. Sequences, .. other.Sequences],
             Timelines = [.. Timelines, .. other.Timelines],
             Correlations = [.. Correlations, .. other.Correlations],
@@ -122,7 +123,7 @@ public sealed record ForgettingReport
             Line("== Retention (linear probes on pooled features; drop = reference − candidate, positive = forgotten)");
             Line($"{"task",-12} {"candidate",-22} {"classes",7} {"majority",9} {"reference",9} {"frozen",8} {"drop",8} {"refit",8} {"drop",8}");
             foreach (var r in Retention)
-                Line(string.Create(c, $"{r.Task,-12} {Cut(r.Candidate, 22),-22} {r.ClassCount,7} {r.MajorityClassAccuracy,9:P1} {r.ReferenceAccuracy,9:P1} {r.FrozenProbeAccuracy,8:P1} {r.FrozenProbeDrop,8:+0.000;-0.000} {r.RefitProbeAccuracy,8:P1} {r.RefitProbeDrop,8:+0.000;-0.000}"));
+                Line(string.Create(c, $"{r.Task,-12} {Cut(r.Candidate, 22),-22} {r.ClassCount,7} {r.MajorityClassAccuracy,9:P1} {r.ReferenceAccuracy,9:P1} {r.FrozenProbeAccuracy,8:P1} {Signed(r.FrozenProbeDrop),8} {r.RefitProbeAccuracy,8:P1} {Signed(r.RefitProbeDrop),8}"));
             Line();
         }
 
@@ -159,7 +160,7 @@ public sealed record ForgettingReport
         {
             Line("== Task similarity (representation: CKA with paired feature dimensions; gradient: cosine of mean gradients)");
             foreach (var s in Similarities)
-                Line(string.Create(c, $"{s.TaskA,-12} {s.TaskB,-12} at {Cut(s.Model, 24),-24} representation {s.RepresentationSimilarity:F3}  gradient {s.GradientCosine:+0.000;-0.000}"));
+                Line(string.Create(c, $"{s.TaskA,-12} {s.TaskB,-12} at {Cut(s.Model, 24),-24} representation {s.RepresentationSimilarity:F3}  gradient {Signed(s.GradientCosine)}"));
             Line();
         }
 
@@ -171,11 +172,11 @@ public sealed record ForgettingReport
             for (int i = 0; i < q.Tasks.Length; i++)
                 Line($"after {Cut(q.Tasks[i], 10),-10}" + string.Concat(q.Accuracy[i].Select((v, j) => (v.ToString("P1", c) + (j > i ? "*" : " ")).PadLeft(10))));
             Line($"{"b",-16}" + string.Concat(q.Baseline.Select(v => (v.ToString("P1", c) + "*").PadLeft(10))));
-            Line(string.Create(c, $"average accuracy {q.AverageAccuracy:P1}; average forgetting {q.AverageForgetting:+0.000;-0.000} (max convention, Chaudhry 2018), {q.AverageForgettingFirst:+0.000;-0.000} (first convention, Avalanche)"));
-            Line(string.Create(c, $"BWT {q.BackwardTransfer:+0.000;-0.000}, FWT {q.ForwardTransfer:+0.000;-0.000} (Lopez-Paz & Ranzato 2017; FWT against the start model's probe)"));
+            Line(string.Create(c, $"average accuracy {q.AverageAccuracy:P1}; average forgetting {Signed(q.AverageForgetting)} (max convention, Chaudhry 2018), {Signed(q.AverageForgettingFirst)} (first convention, Avalanche)"));
+            Line(string.Create(c, $"BWT {Signed(q.BackwardTransfer)}, FWT {Signed(q.ForwardTransfer)} (Lopez-Paz & Ranzato 2017; FWT against the start model's probe)"));
             Line("trained encoder parameters per task: " + string.Join(", ", q.TrainedParameters.Select(n => n.ToString("N0", c))));
             foreach (var s in q.Steps)
-                Line(string.Create(c, $"  step forgetting {s.OldTask} while training {s.NewTask}: {s.Before:P1} → {s.After:P1} ({s.Drop:+0.000;-0.000})"));
+                Line(string.Create(c, $"  step forgetting {s.OldTask} while training {s.NewTask}: {s.Before:P1} → {s.After:P1} ({Signed(s.Drop)})"));
             foreach (var s in q.Sharpness)
                 Line(string.Create(c, $"  sharpness after {s.Task}: top eig {s.TopHessianEigenvalue:G4}, SAM {s.SamSharpness:G3} over {s.ParameterSet} ({s.ParameterCount:N0})"));
             if (q.GradientConflicts.Count > 0) AppendConflicts(sb, q.GradientConflicts, "  ");
@@ -192,7 +193,7 @@ public sealed record ForgettingReport
             foreach (var r in Correlations)
             {
                 Line(string.Create(c, $"{Cut(r.Source, 34),-34} {r.SimilarityMeasure,-14} n={r.Points.Count,-3} Pearson {r.Pearson,7:F3}  Spearman {r.Spearman,7:F3}"));
-                foreach (var p in r.Points) Line(string.Create(c, $"    {p.Label,-28} similarity {p.Similarity,8:F3}  forgetting {p.Forgetting,8:+0.000;-0.000}"));
+                foreach (var p in r.Points) Line(string.Create(c, $"    {p.Label,-28} similarity {p.Similarity,8:F3}  forgetting {Signed(p.Forgetting),8}"));
             }
             Line();
         }
@@ -211,13 +212,17 @@ public sealed record ForgettingReport
             string Row(IReadOnlyList<GradientConflictSummary> summaries) => string.Concat(kinds.Select(k =>
                 summaries.FirstOrDefault(s => s.ModuleKind == k) is { } s ? s.ConflictRate.ToString("P0", c).PadLeft(13) : "-".PadLeft(13)));
             string head = Cut($"{g.OldTask} → {g.NewTask} @ {g.Model}", 48);
-            sb.AppendLine(indent + $"{head,-48} W   " + Row(g.WeightMatrices) + g.WeightMatrixConflictRate.ToString("P0", c).PadLeft(6) + g.MeanGradientCosine.ToString("+0.000;-0.000", c).PadLeft(14) + g.SkippedPairs.ToString(c).PadLeft(9));
+            sb.AppendLine(indent + $"{head,-48} W   " + Row(g.WeightMatrices) + g.WeightMatrixConflictRate.ToString("P0", c).PadLeft(6) + Signed(g.MeanGradientCosine).PadLeft(14) + g.SkippedPairs.ToString(c).PadLeft(9));
             if (g.Adapters.Count > 0)
                 sb.AppendLine(indent + $"{"",-48} A   " + Row(g.Adapters) + g.AdapterConflictRate.ToString("P0", c).PadLeft(6));
             else if (g.AdapterNote is { } note)
                 sb.AppendLine(indent + $"{"",-48} A   ({note})");
         }
     }
+
+    /// <summary>Three decimals with an explicit sign; a value that rounds to zero prints as 0.000, never as "-0.000".</summary>
+    private static string Signed(double value) =>
+        double.IsNaN(value) ? "NaN" : (Math.Round(value, 3) + 0.0).ToString("+0.000;-0.000;0.000", CultureInfo.InvariantCulture);
 
     private static string Cut(string text, int width) => text.Length <= width ? text : text[..(width - 1)] + "…";
 }
