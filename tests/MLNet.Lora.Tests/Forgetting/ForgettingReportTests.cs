@@ -109,7 +109,6 @@ public class ForgettingReportTests
         try
         {
             var paths = Sample().SaveCharts(folder);
-            if (Environment.GetEnvironmentVariable("KEEP_CHARTS") is { } keep) foreach (var p in paths) File.Copy(p, Path.Combine(keep, Path.GetFileName(p)), true);
             paths.Select(Path.GetFileName).Should().BeEquivalentTo(["timeline-lora-on-ag-news.png", "drift-per-layer.png", "conflict-per-module.png"]);
             foreach (var path in paths)
             {
@@ -133,6 +132,9 @@ public class ForgettingReportTests
         merged.Retention.Should().HaveCount(2);
         merged.Timelines.Should().HaveCount(2);
         merged.Sequences.Should().HaveCount(2);
+        merged.Similarities.Should().ContainSingle("an identical similarity is one result");
+        var other = Sample() with { Similarities = [Sample().Similarities[0] with { RepresentationSimilarity = 0.5 }] };
+        Sample().Merge(other).Similarities.Should().HaveCount(2, "the same pair measured on other rows is another result");
         new ForgettingReport().ToString().Should().Be("(empty forgetting report)");
     }
 }

@@ -63,7 +63,7 @@ public sealed record ForgettingReport
         ["StepForgetting"] = "R[j−1][i] − R[j][i]: accuracy of old task i lost while training task j",
     };
 
-    /// <summary>A report holding this report's sections followed by <paramref name="other"/>'s (task similarities already present are not repeated).</summary>
+    /// <summary>A report holding this report's sections followed by <paramref name="other"/>'s (identical task similarities are not repeated).</summary>
     /// <param name="other">The report to append.</param>
     public ForgettingReport Merge(ForgettingReport other)
     {
@@ -74,8 +74,8 @@ public sealed record ForgettingReport
             Internals = [.. Internals, .. other.Internals],
             Sharpness = [.. Sharpness, .. other.Sharpness],
             GradientConflicts = [.. GradientConflicts, .. other.GradientConflicts],
-            // The same pair measured at the same model twice (once per candidate) is one result.
-            Similarities = [.. Similarities, .. other.Similarities.Where(o => !Similarities.Any(s => s.TaskA == o.TaskA && s.TaskB == o.TaskB && s.Model == o.Model))],
+            // The same pair measured identically twice (once per candidate of the same reference) is one result.
+            Similarities = [.. Similarities, .. other.Similarities.Where(o => !Similarities.Contains(o))],
             Sequences = [.. Sequences, .. other.Sequences],
             Timelines = [.. Timelines, .. other.Timelines],
             Correlations = [.. Correlations, .. other.Correlations],
