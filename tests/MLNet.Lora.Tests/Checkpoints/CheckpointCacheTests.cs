@@ -13,14 +13,36 @@ public sealed class EnvironmentCollection
 
 public class CheckpointCacheTests
 {
+    /// <summary>A tiny encoder exported to ONNX, with its vocabulary, in a temporary folder.</summary>
+    private sealed class TinyOnnxFiles : IDisposable
+    {
+        public TinyOnnxFiles()
+        {
+            Model = Folder.Combine("tiny.onnx");
+            SyntheticOnnx.Write(Original.Model, Model);
+            Vocabulary = OnnxImportTests.WriteVocabulary(Folder);
+        }
+
+        public TemporaryFolder Folder { get; } = new();
+
+        public PretrainedEncoder Original { get; } = TinyEncoders.Create();
+
+        public string Model { get; }
+
+        public string Vocabulary { get; }
+
+        public void Dispose()
+        {
+            Original.Dispose();
+            Folder.Dispose();
+        }
+    }
+
     [Fact]
     public void FromOnnx_ConvertsOnce_ThenReadsTheCache()
     {
-        using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
-        string model = folder.Combine("tiny.onnx");
-        SyntheticOnnx.Write(original.Model, model);
-        string vocabulary = OnnxImportTests.WriteVocabulary(folder);
+        using var files = new TinyOnnxFiles();
+        var (folder, original, model, vocabulary) = (files.Folder, files.Original, files.Model, files.Vocabulary);
         var cache = new CheckpointCache(folder.Combine("cache"));
 
         using var first = PretrainedEncoder.FromOnnx(model, vocabulary, cache: cache);
@@ -46,11 +68,8 @@ public class CheckpointCacheTests
     [Fact]
     public void OtherConversionInputs_GetTheirOwnEntry()
     {
-        using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
-        string model = folder.Combine("tiny.onnx");
-        SyntheticOnnx.Write(original.Model, model);
-        string vocabulary = OnnxImportTests.WriteVocabulary(folder);
+        using var files = new TinyOnnxFiles();
+        var (folder, original, model, vocabulary) = (files.Folder, files.Original, files.Model, files.Vocabulary);
         var cache = new CheckpointCache(folder.Combine("cache"));
 
         using var uncased = PretrainedEncoder.FromOnnx(model, vocabulary, cache: cache);
@@ -66,11 +85,8 @@ public class CheckpointCacheTests
     [InlineData("identity.json")]
     public void DamagedEntry_GivesAnErrorNamingItsFolder(string damaged)
     {
-        using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
-        string model = folder.Combine("tiny.onnx");
-        SyntheticOnnx.Write(original.Model, model);
-        string vocabulary = OnnxImportTests.WriteVocabulary(folder);
+        using var files = new TinyOnnxFiles();
+        var (folder, original, model, vocabulary) = (files.Folder, files.Original, files.Model, files.Vocabulary);
         var cache = new CheckpointCache(folder.Combine("cache"));
         PretrainedEncoder.FromOnnx(model, vocabulary, cache: cache).Dispose();
         string entry = Directory.GetDirectories(cache.Root).Single();
@@ -93,11 +109,8 @@ public class CheckpointCacheTests
     [Fact]
     public void UnwritableRoot_GivesAnErrorNamingIt()
     {
-        using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
-        string model = folder.Combine("tiny.onnx");
-        SyntheticOnnx.Write(original.Model, model);
-        string vocabulary = OnnxImportTests.WriteVocabulary(folder);
+        using var files = new TinyOnnxFiles();
+        var (folder, original, model, vocabulary) = (files.Folder, files.Original, files.Model, files.Vocabulary);
         // A file where the root folder should be: no folder can be made there, even by root.
         string root = folder.Combine("not-a-folder");
         File.WriteAllText(root, "");
@@ -109,11 +122,8 @@ public class CheckpointCacheTests
     [Fact]
     public void Load_OfAnOnnxSource_UsesTheCache()
     {
-        using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
-        string model = folder.Combine("tiny.onnx");
-        SyntheticOnnx.Write(original.Model, model);
-        string vocabulary = OnnxImportTests.WriteVocabulary(folder);
+        using var files = new TinyOnnxFiles();
+        var (folder, original, model, vocabulary) = (files.Folder, files.Original, files.Model, files.Vocabulary);
         var cache = new CheckpointCache(folder.Combine("cache"));
 
         using var first = PretrainedEncoder.FromOnnx(model, vocabulary, cache: cache);
