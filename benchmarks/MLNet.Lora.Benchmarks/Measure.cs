@@ -101,6 +101,9 @@ internal sealed class Alternation
 
     public IReadOnlyList<double> this[string name] => samples[name];
 
+    /// <summary>The contenders' names, in the order given.</summary>
+    public IReadOnlyList<string> Names => order;
+
     public Spread Seconds(string name) => Spread.Of(samples[name]);
 
     /// <summary>Per-round ratio of <paramref name="numerator"/>'s time to <paramref name="denominator"/>'s.</summary>

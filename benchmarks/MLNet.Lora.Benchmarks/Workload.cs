@@ -48,9 +48,12 @@ internal sealed class Workload : IDisposable
     /// <param name="mode">Which weights train.</param>
     /// <param name="classCount">Classes of the head.</param>
     /// <param name="copy">Copy the encoder (true), or adapt the loaded one itself, as a Fit that loads its own encoder does (false; once only).</param>
-    public TextClassificationModel Build(FineTuningMode mode, int classCount = 2, bool copy = true)
+    /// <param name="attentionDropout">The trainer's <c>AttentionDropout</c>: null keeps the checkpoint's.</param>
+    public TextClassificationModel Build(FineTuningMode mode, int classCount = 2, bool copy = true, double? attentionDropout = null)
     {
-        var model = LoraTextClassificationTransformer.BuildModel(copy ? Encoder.Model.Clone() : Encoder.Model, Settings(mode, classCount), DefaultOptions(mode).HeadDropout);
+        var encoder = copy ? Encoder.Model.Clone() : Encoder.Model;
+        if (attentionDropout is { } p) encoder.AttentionDropout = p;
+        var model = LoraTextClassificationTransformer.BuildModel(encoder, Settings(mode, classCount), DefaultOptions(mode).HeadDropout);
         FineTuningLoop.PrepareParameters(model, mode);
         return model;
     }

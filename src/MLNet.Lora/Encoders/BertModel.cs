@@ -44,6 +44,21 @@ public sealed class BertModel : nn.Module
     /// <summary>The configuration this encoder was built from.</summary>
     public BertConfig Config { get; }
 
+    /// <summary>
+    /// Dropout on the attention probabilities while training; starts at the checkpoint's
+    /// <see cref="BertConfig.AttentionProbsDropoutProb"/>. At 0 a CPU training step can use libtorch's fused attention
+    /// kernel, which takes no dropout on the CPU (see docs/benchmarks.md for what that saves).
+    /// </summary>
+    public double AttentionDropout
+    {
+        get => encoder.Layers[0].Attention.Self.DropoutProbability;
+        set
+        {
+            if (!(value >= 0 && value < 1)) throw new ArgumentOutOfRangeException(nameof(AttentionDropout), value, "Attention dropout must be in [0, 1).");
+            foreach (var block in encoder.Layers) block.Attention.Self.DropoutProbability = value;
+        }
+    }
+
     /// <summary>Runs the encoder.</summary>
     /// <param name="inputIds">Token ids, [batch, seq], int64.</param>
     /// <param name="attentionMask">1 for real tokens, 0 for padding, [batch, seq].</param>
@@ -156,6 +171,8 @@ internal sealed class BertEncoder : nn.Module
         RegisterComponents();
     }
 
+    public IList<BertLayer> Layers => layer;
+
     public (Tensor Last, IReadOnlyList<Tensor>? HiddenStates, IReadOnlyList<Tensor>? Attentions) forward(
         Tensor hidden, Tensor additiveMask, bool outputHiddenStates, bool outputAttentions)
     {
@@ -190,6 +207,8 @@ internal sealed class BertLayer : nn.Module
         RegisterComponents();
     }
 
+    public BertAttention Attention => attention;
+
     public (Tensor Hidden, Tensor? Probabilities) forward(Tensor hidden, Tensor additiveMask, bool outputAttentions)
     {
         Tensor attended;
@@ -221,6 +240,8 @@ internal sealed class BertAttention : nn.Module
         RegisterComponents();
     }
 
+    public BertSelfAttention Self => selfAttention;
+
     public (Tensor Hidden, Tensor? Probabilities) forward(Tensor hidden, Tensor additiveMask, bool outputAttentions)
     {
         var (context, probabilities) = selfAttention.forward(hidden, additiveMask, outputAttentions);
@@ -236,7 +257,6 @@ internal sealed class BertSelfAttention : nn.Module
     private readonly nn.Module<Tensor, Tensor> value;
     private readonly int heads;
     private readonly int headSize;
-    private readonly double dropoutProbability;
 
     public BertSelfAttention(BertConfig config) : base(nameof(BertSelfAttention))
     {
@@ -245,9 +265,11 @@ internal sealed class BertSelfAttention : nn.Module
         value = nn.Linear(config.HiddenSize, config.HiddenSize);
         heads = config.NumAttentionHeads;
         headSize = config.HeadSize;
-        dropoutProbability = config.AttentionProbsDropoutProb;
+        DropoutProbability = config.AttentionProbsDropoutProb;
         RegisterComponents();
     }
+
+    public double DropoutProbability { get; set; }
 
     public (Tensor Context, Tensor? Probabilities) forward(Tensor hidden, Tensor additiveMask, bool outputAttentions)
     {
@@ -265,7 +287,7 @@ internal sealed class BertSelfAttention : nn.Module
         Tensor q = SplitHeads(query.forward(hidden));
         Tensor k = SplitHeads(key.forward(hidden));
         Tensor v = SplitHeads(value.forward(hidden));
-        double dropout = training ? dropoutProbability : 0.0;
+        double dropout = training ? DropoutProbability : 0.0;
 
         Tensor context;
         Tensor? probabilities = null;
@@ -276,11 +298,7 @@ internal sealed class BertSelfAttention : nn.Module
         }
         else if (!outputAttentions)
         {
-            // Training on the CPU: libtorch's fused CPU kernel takes no dropout, and its unfused fallback draws the
-            // [seq, seq] dropout mask element by element; this is that fallback with a fast mask (FastDropout).
-            Tensor scores = q.mul(1 / Math.Sqrt(headSize)).matmul(k.transpose(-1, -2)).add_(additiveMask);   // [batch, heads, seq, seq]
-            Tensor kept = FastDropout.KeepOrZero(scores.softmax(-1), dropout, out double scale);
-            context = kept.matmul(v).mul_(scale);                                                          // [batch, heads, seq, headSize]
+            context = AttendWithDropout(q, k, v, additiveMask, dropout);
         }
         else
         {
@@ -290,6 +308,18 @@ internal sealed class BertSelfAttention : nn.Module
         }
         // [batch, heads, seq, headSize] -> [batch, seq, hidden]
         return (context.transpose(1, 2).reshape(batch, seq, width), probabilities);
+    }
+
+    /// <summary>
+    /// Attention with dropout on the probabilities, for training on the CPU: libtorch's fused CPU kernel takes no dropout,
+    /// and its unfused fallback draws the [seq, seq] mask element by element; this is that fallback with a fast mask.
+    /// </summary>
+    internal static Tensor AttendWithDropout(Tensor q, Tensor k, Tensor v, Tensor additiveMask, double dropout)
+    {
+        double scale = 1 / Math.Sqrt(q.shape[^1]);
+        Tensor scores = q.mul(scale).matmul(k.transpose(-1, -2)).add_(additiveMask);     // [batch, heads, seq, seq]
+        Tensor kept = FastDropout.KeepOrZero(scores.softmax(-1), dropout, out double keptScale);
+        return kept.matmul(v).mul_(keptScale);                                          // [batch, heads, seq, headSize]
     }
 }
 

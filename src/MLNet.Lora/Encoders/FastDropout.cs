@@ -25,6 +25,9 @@ internal static class FastDropout
     /// <summary>Below this many elements the native dropout is as fast.</summary>
     private const long MinElements = 4096;
 
+    /// <summary>Mask bytes filled per parallel task (a multiple of the vector loop's 32).</summary>
+    private const int ChunkSize = 1 << 20;
+
     /// <summary>Dropout of <paramref name="input"/> with probability <paramref name="p"/> when <paramref name="training"/>; the input itself otherwise.</summary>
     public static Tensor Apply(Tensor input, double p, bool training)
     {
@@ -62,7 +65,14 @@ internal static class FastDropout
         byte[] buffer = ArrayPool<byte>.Shared.Rent(count);
         try
         {
-            Fill(buffer.AsSpan(0, count), key, threshold);
+            // Element i's bit depends on i and the key alone, so chunks fill in parallel with the same result.
+            int chunks = (count + ChunkSize - 1) / ChunkSize;
+            if (chunks == 1) Fill(buffer.AsSpan(0, count), key, threshold);
+            else Parallel.For(0, chunks, c =>
+            {
+                int start = c * ChunkSize;
+                Fill(buffer.AsSpan(start, Math.Min(ChunkSize, count - start)), key, threshold, (uint)start);
+            });
             mask.bytes = buffer.AsSpan(0, count);
         }
         finally
@@ -80,10 +90,10 @@ internal static class FastDropout
         return ((ulong)(uint)pair[0] << 32) | (uint)pair[1];
     }
 
-    /// <summary>destination[i] = hash(i, key) ≥ threshold ? 1 : 0.</summary>
-    internal static void Fill(Span<byte> destination, ulong key, uint threshold)
+    /// <summary>destination[i] = hash(first + i, key) ≥ threshold ? 1 : 0: element first + i of the whole mask.</summary>
+    internal static void Fill(Span<byte> destination, ulong key, uint threshold, uint first = 0)
     {
-        uint keyLow = (uint)key, keyHigh = (uint)(key >> 32);
+        uint keyLow = (uint)key + first, keyHigh = (uint)(key >> 32);
         int i = 0;
         if (Vector256.IsHardwareAccelerated)
         {

@@ -56,4 +56,25 @@ public class AttentionTrainingPathTests
         probabilities.Should().NotBeNull();
         fused.allclose(unfused, rtol: 1e-5, atol: 1e-6).Should().BeTrue();
     }
+
+    [Fact]
+    public void AttentionDropoutStartsAtTheCheckpointsAndZeroMakesTrainingAttentionDeterministic()
+    {
+        using var scope = NewDisposeScope();
+        torch.random.manual_seed(6);
+        using var model = new BertModel(Config with { HiddenDropoutProb = 0, MaxPositionEmbeddings = 64 });
+        model.AttentionDropout.Should().Be(0.2);
+        var ids = randint(0, 50, [2, 40]);
+        var mask = ones(2, 40, dtype: int64);
+        model.eval();
+        var reference = model.forward(ids, mask).LastHiddenState;
+
+        model.train();
+        model.forward(ids, mask).LastHiddenState.allclose(reference, rtol: 1e-5, atol: 1e-5).Should().BeFalse("attention dropout 0.2 is on in training");
+        model.AttentionDropout = 0;
+        model.forward(ids, mask).LastHiddenState.allclose(reference, rtol: 1e-5, atol: 1e-5).Should().BeTrue("with no dropout left, training and evaluation agree");
+
+        var act = () => model.AttentionDropout = 1;
+        act.Should().Throw<ArgumentOutOfRangeException>().WithMessage("*AttentionDropout*");
+    }
 }

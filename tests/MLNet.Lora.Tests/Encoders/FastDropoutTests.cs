@@ -64,6 +64,26 @@ public class FastDropoutTests
         longer.Count(b => b == 1).Should().BeInRange(55, 95, "about three quarters are kept at threshold 2^30");
     }
 
+    [Theory]
+    [InlineData(1024)]
+    [InlineData(37)]
+    public void AChunkStartingAtAnOffsetDrawsTheWholeMasksBits(int first)
+    {
+        var whole = new byte[3000];
+        var chunk = new byte[1500];
+        FastDropout.Fill(whole, 42UL, 1u << 31);
+        FastDropout.Fill(chunk, 42UL, 1u << 31, (uint)first);
+        chunk.AsSpan().SequenceEqual(whole.AsSpan(first, chunk.Length)).Should().BeTrue("parallel chunks must reproduce the sequential mask");
+    }
+
+    [Fact]
+    public void ALargeMaskFilledInParallelKeepsTheRightShare()
+    {
+        using var mask = FastDropout.KeepMask([3, 1 << 20], 0.1);   // three parallel chunks
+        double kept = mask.to_type(ScalarType.Float32).mean().item<float>();
+        kept.Should().BeApproximately(0.9, 0.002);
+    }
+
     [Fact]
     public void OtherDtypesAndSmallTensorsFallBackToTorchDropout()
     {

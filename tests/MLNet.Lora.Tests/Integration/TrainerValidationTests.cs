@@ -103,6 +103,29 @@ public class TrainerValidationTests(TinyEncoderFixture fixture) : IClassFixture<
         act.Should().Throw<ArgumentOutOfRangeException>().WithMessage($"*Options.{option}*");
     }
 
+    [Theory]
+    [InlineData(1.0)]
+    [InlineData(-0.1)]
+    public void AnAttentionDropoutOutsideZeroToOneIsNamed(double value)
+    {
+        var options = Options();
+        options.AttentionDropout = value;
+        var act = () => new MLContext(1).MulticlassClassification.Trainers.LoraTextClassification(options);
+        act.Should().Throw<ArgumentOutOfRangeException>().WithMessage("*Options.AttentionDropout*");
+    }
+
+    [Fact]
+    public void AttentionDropoutChangesTheTrainedCopyNotTheSharedEncoder()
+    {
+        var ml = new MLContext(1);
+        var data = Keyed(ml, SyntheticData.Sentiment(20, 1));
+        double before = fixture.Encoder.Model.AttentionDropout;
+        var options = Options();
+        options.AttentionDropout = before / 2;
+        using var model = ml.MulticlassClassification.Trainers.LoraTextClassification(options).Fit(data);
+        fixture.Encoder.Model.AttentionDropout.Should().Be(before);
+    }
+
     [Fact]
     public void ARankLargerThanTheLayerIsNamed()
     {
