@@ -98,6 +98,7 @@ Console.WriteLine($"Best: {result.BestTrial}");
 Console.WriteLine($"Pareto front (accuracy vs trainable parameters{(probe is null ? "" : " vs forgetting")}): " +
                   string.Join(", ", result.ParetoFront.Select(t => $"r={t.Settings.Rank}")));
 Console.WriteLine($"Wrote {csv} and {png} in {result.Elapsed.TotalMinutes:F1} min.");
+probe?.Dispose();
 return 0;
 
 /// <summary>A row of the shared datasets: <c>Label&lt;TAB&gt;Text</c>.</summary>

@@ -2,6 +2,8 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Encoders;
+using MLNet.Lora.Forgetting;
+using MLNet.Lora.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,8 +15,9 @@ namespace MLNet.Lora.Sweeps;
 /// </summary>
 /// <remarks>
 /// <para>
-/// At construction a linear probe (ML.NET's L-BFGS maximum entropy) is trained on the base encoder's pooled features of
-/// half of a reference task's rows and scored on the other half: <see cref="BaseAccuracy"/>. <see cref="Score"/> feeds the
+/// At construction a linear probe (ML.NET's L-BFGS maximum entropy on standardised features, the same probe as
+/// <c>ForgettingEvaluator</c>'s) is trained on the base encoder's pooled features of half of a reference task's rows and
+/// scored on the other half: <see cref="BaseAccuracy"/>. <see cref="Score"/> feeds the
 /// held-out half through the fine-tuned encoder (its adapters in place) and scores the same, unchanged probe: the drop
 /// in accuracy is the forgetting, in accuracy units (0.05 = 5 points; negative when the adapters happen to help).
 /// </para>
@@ -26,27 +29,23 @@ namespace MLNet.Lora.Sweeps;
 /// </remarks>
 /// <example>
 /// <code>
-/// var probe = ProbeRetentionScorer.Fit(ml, encoder, agNews, maxRows: 600, maxSequenceLength: 64);
+/// using var probe = ProbeRetentionScorer.Fit(ml, encoder, agNews, maxRows: 600, maxSequenceLength: 64);
 /// var options = new LoraSweepOptions { ForgettingScorer = probe.Score, ... };
 /// </code>
 /// </example>
-public sealed class ProbeRetentionScorer
+public sealed class ProbeRetentionScorer : IDisposable
 {
-    private readonly MLContext ml;
-    private readonly ITransformer probe;
-    private readonly string[] testTexts;
-    private readonly string[] testLabels;
-    private readonly int maxSequenceLength;
+    private const int BatchSize = 64;
+    private readonly LinearProbe probe;
+    private readonly EncodedText[] testItems;
+    private readonly int[] testLabels;
     private readonly PoolingStrategy pooling;
 
-    private ProbeRetentionScorer(MLContext ml, ITransformer probe, string[] testTexts, string[] testLabels, int maxSequenceLength,
-        PoolingStrategy pooling, double baseAccuracy, int trainRows)
+    private ProbeRetentionScorer(LinearProbe probe, EncodedText[] testItems, int[] testLabels, PoolingStrategy pooling, double baseAccuracy, int trainRows)
     {
-        this.ml = ml;
         this.probe = probe;
-        this.testTexts = testTexts;
+        this.testItems = testItems;
         this.testLabels = testLabels;
-        this.maxSequenceLength = maxSequenceLength;
         this.pooling = pooling;
         BaseAccuracy = baseAccuracy;
         TrainRows = trainRows;
@@ -59,7 +58,7 @@ public sealed class ProbeRetentionScorer
     public int TrainRows { get; }
 
     /// <summary>Held-out reference rows scored each time.</summary>
-    public int TestRows => testTexts.Length;
+    public int TestRows => testItems.Length;
 
     /// <summary>
     /// Trains the probe on <paramref name="baseEncoder"/>'s features of a reference task: <paramref name="referenceTask"/>
@@ -68,7 +67,8 @@ public sealed class ProbeRetentionScorer
     /// </summary>
     public static ProbeRetentionScorer Fit(MLContext mlContext, PretrainedEncoder baseEncoder, IDataView referenceTask,
         string textColumnName = DefaultColumnNames.Text, string labelColumnName = DefaultColumnNames.Label,
-        int maxRows = 1000, int maxSequenceLength = 128, PoolingStrategy pooling = PoolingStrategy.Mean, int seed = 1)
+        int maxRows = 1000, int maxSequenceLength = 128, PoolingStrategy pooling = PoolingStrategy.Mean, int seed = 1,
+        float l2Regularization = 1f)
     {
         ArgumentNullException.ThrowIfNull(mlContext);
         ArgumentNullException.ThrowIfNull(baseEncoder);
@@ -86,27 +86,17 @@ public sealed class ProbeRetentionScorer
         if (train.Select(i => labels[i]).Distinct().Count() < 2)
             throw new ArgumentException($"The reference task needs at least two classes in column '{labelColumnName}'.", nameof(referenceTask));
 
-        var encoderModel = baseEncoder.Model;
-        bool wasTraining = encoderModel.training;
-        encoderModel.eval();
-        float[][] trainFeatures, testFeatures;
-        try
-        {
-            trainFeatures = Features(encoderModel, baseEncoder.Tokenizer, train.Select(i => texts[i]).ToArray(), maxSequenceLength, pooling);
-            testFeatures = Features(encoderModel, baseEncoder.Tokenizer, test.Select(i => texts[i]).ToArray(), maxSequenceLength, pooling);
-        }
-        finally
-        {
-            encoderModel.train(wasTraining);
-        }
+        var classes = order.Select(i => labels[i]).Distinct().Order(StringComparer.Ordinal).ToList();
+        int[] ClassesOf(int[] rows) => rows.Select(i => classes.IndexOf(labels[i])).ToArray();
+        EncodedText[] Encode(int[] rows) => rows.Select(i => baseEncoder.Tokenizer.Encode(texts[i], null, maxSequenceLength)).ToArray();
+        var testItems = Encode(test);
+        var testLabels = ClassesOf(test);
 
-        var testLabels = test.Select(i => labels[i]).ToArray();
-        var trainData = ToDataView(mlContext, trainFeatures, train.Select(i => labels[i]).ToArray());
-        var probe = mlContext.Transforms.Conversion.MapValueToKey("Label")
-            .Append(mlContext.MulticlassClassification.Trainers.LbfgsMaximumEntropy("Label", "Features"))
-            .Fit(trainData);
-        return new ProbeRetentionScorer(mlContext, probe, test.Select(i => texts[i]).ToArray(), testLabels, maxSequenceLength, pooling,
-            ProbeAccuracy(mlContext, probe, testFeatures, testLabels), train.Length);
+        using var scope = NewDisposeScope();
+        var trainFeatures = EncoderFeatures.Pooled(baseEncoder.Model, baseEncoder.Tokenizer.PadTokenId, Encode(train), pooling, BatchSize, default);
+        var testFeatures = EncoderFeatures.Pooled(baseEncoder.Model, baseEncoder.Tokenizer.PadTokenId, testItems, pooling, BatchSize, default);
+        var probe = LinearProbe.Fit(mlContext, trainFeatures, ClassesOf(train), classes.Count, l2Regularization);
+        return new ProbeRetentionScorer(probe, testItems, testLabels, pooling, probe.Accuracy(testFeatures, testLabels), train.Length);
     }
 
     /// <summary>Forgetting: <see cref="BaseAccuracy"/> minus the probe's accuracy on <paramref name="model"/>'s features (lower is better).</summary>
@@ -116,45 +106,13 @@ public sealed class ProbeRetentionScorer
     public double AccuracyWith(LoraTextClassificationTransformer model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var encoder = model.Model.Encoder;
-        bool wasTraining = encoder.training;
-        encoder.eval();
-        try
-        {
-            return ProbeAccuracy(ml, probe, Features(encoder, model.Tokenizer, testTexts, maxSequenceLength, pooling), testLabels);
-        }
-        finally
-        {
-            encoder.train(wasTraining);
-        }
+        using var scope = NewDisposeScope();
+        var features = EncoderFeatures.Pooled(model.Model.Encoder, model.Tokenizer.PadTokenId, testItems, pooling, BatchSize, default);
+        return probe.Accuracy(features, testLabels);
     }
 
-    private static double ProbeAccuracy(MLContext ml, ITransformer probe, float[][] features, string[] labels)
-    {
-        var scored = probe.Transform(ToDataView(ml, features, labels));
-        return ml.MulticlassClassification.Evaluate(scored, "Label").MicroAccuracy;
-    }
-
-    /// <summary>Pooled features of <paramref name="texts"/>, in batches of 64, on the encoder's device.</summary>
-    private static float[][] Features(BertModel encoder, Tokenization.BertTextTokenizer tokenizer, string[] texts, int maxLength, PoolingStrategy pooling)
-    {
-        var device = encoder.parameters().First().device;
-        var result = new float[texts.Length][];
-        const int batchSize = 64;
-        for (int start = 0; start < texts.Length; start += batchSize)
-        {
-            using var scope = NewDisposeScope();
-            using var _ = no_grad();
-            var chunk = texts.AsSpan(start, Math.Min(batchSize, texts.Length - start)).ToArray();
-            var batch = tokenizer.EncodeBatch(chunk, null, maxLength, device);
-            var output = encoder.forward(batch.InputIds, batch.AttentionMask, batch.TokenTypeIds);
-            var pooled = Pooling.Pool(output, batch.AttentionMask, pooling).to(float32).cpu();
-            int width = (int)pooled.shape[1];
-            float[] flat = pooled.data<float>().ToArray();
-            for (int r = 0; r < chunk.Length; r++) result[start + r] = flat.AsSpan(r * width, width).ToArray();
-        }
-        return result;
-    }
+    /// <summary>Releases the probe's weights.</summary>
+    public void Dispose() => probe.Dispose();
 
     private static (List<string> Texts, List<string> Labels) ReadRows(IDataView data, string textColumn, string labelColumn)
     {
@@ -184,19 +142,5 @@ public sealed class ProbeRetentionScorer
         }
         if (texts.Count < 4) throw new ArgumentException($"The reference task has {texts.Count} labelled rows; a probe needs at least 4.", nameof(data));
         return (texts, labels);
-    }
-
-    private static IDataView ToDataView(MLContext ml, float[][] features, string[] labels)
-    {
-        int width = features[0].Length;
-        var definition = SchemaDefinition.Create(typeof(ProbeRow));
-        definition[nameof(ProbeRow.Features)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, width);
-        return ml.Data.LoadFromEnumerable(features.Select((f, i) => new ProbeRow { Features = f, Label = labels[i] }), definition);
-    }
-
-    private sealed class ProbeRow
-    {
-        public float[] Features { get; set; } = [];
-        public string Label { get; set; } = "";
     }
 }

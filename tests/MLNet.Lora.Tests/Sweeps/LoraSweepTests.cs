@@ -151,7 +151,7 @@ public class LoraSweepTests(TinyEncoderFixture fixture) : IClassFixture<TinyEnco
     {
         var (ml, train, validation) = Data();
         var reference = ml.Data.LoadFromEnumerable(SyntheticData.Topics(120, seed: 3));
-        var probe = ProbeRetentionScorer.Fit(ml, fixture.Encoder, reference, maxRows: 120, maxSequenceLength: 16);
+        using var probe = ProbeRetentionScorer.Fit(ml, fixture.Encoder, reference, maxRows: 120, maxSequenceLength: 16);
         probe.BaseAccuracy.Should().BeGreaterThan(0.5, "three topics by vocabulary are easy for a probe on random features");
         probe.TestRows.Should().Be(60);
 
