@@ -25,7 +25,7 @@ public class CheckpointCacheTests
 
         public TemporaryFolder Folder { get; } = new();
 
-        public PretrainedEncoder Original { get; } = TinyEncoders.Create();
+        public PretrainedEncoder Original { get; } = TinyCheckpoints.Create();
 
         public string Model { get; }
 
@@ -50,13 +50,13 @@ public class CheckpointCacheTests
         using var second = PretrainedEncoder.FromOnnx(model, vocabulary, cache: cache);
         (cache.Conversions, cache.Hits).Should().Be((1, 1), "the second load reads the converted entry");
 
-        TinyEncoders.ShouldHaveIdenticalWeights(second.Model, original.Model);
-        TinyEncoders.Run(second).Should().Equal(TinyEncoders.Run(original));
+        TinyCheckpoints.ShouldHaveIdenticalWeights(second.Model, original.Model);
+        TinyCheckpoints.Run(second).Should().Equal(TinyCheckpoints.Run(original));
         second.Identity.Should().Be(first.Identity);
         second.Identity.Sha256.Should().Be(original.Identity.Sha256);
         second.Identity.Name.Should().Be("tiny");
         second.Identity.Source.Should().Be(EncoderSource.Onnx(model, vocabulary));
-        second.Vocabulary.Should().Equal(TinyEncoders.Vocabulary);
+        second.Vocabulary.Should().Equal(TinyCheckpoints.Vocabulary);
 
         string entry = Directory.GetDirectories(cache.Root).Should().ContainSingle().Subject;
         string sourceSha = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(model)));

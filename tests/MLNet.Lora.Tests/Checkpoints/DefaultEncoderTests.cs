@@ -139,6 +139,6 @@ public class DefaultEncoderTests(DefaultEncoderFixture fixture, ITestOutputHelpe
         fixture.Cache.Conversions.Should().Be(conversions, "nothing is converted again");
         fixture.Cache.Hits.Should().BeGreaterThanOrEqualTo(1);
         again.Identity.Should().Be(fixture.Encoder.Identity);
-        TinyEncoders.ShouldHaveIdenticalWeights(again.Model, fixture.Encoder.Model);
+        TinyCheckpoints.ShouldHaveIdenticalWeights(again.Model, fixture.Encoder.Model);
     }
 }

@@ -10,7 +10,7 @@ public class HuggingFaceFolderTests
     public void SaveThenLoad_GivesBitIdenticalWeightsAndOutputs()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         string path = folder.Combine("tiny-bert");
         original.SaveHuggingFaceFolder(path);
 
@@ -19,10 +19,10 @@ public class HuggingFaceFolderTests
         Directory.GetDirectories(folder.Path).Should().ContainSingle("the temporary folder is renamed into place");
 
         using var loaded = PretrainedEncoder.FromHuggingFaceFolder(path);
-        TinyEncoders.ShouldHaveIdenticalWeights(loaded.Model, original.Model);
-        TinyEncoders.Run(loaded).Should().Equal(TinyEncoders.Run(original));
+        TinyCheckpoints.ShouldHaveIdenticalWeights(loaded.Model, original.Model);
+        TinyCheckpoints.Run(loaded).Should().Equal(TinyCheckpoints.Run(original));
         loaded.Config.Should().Be(original.Config);
-        loaded.Vocabulary.Should().Equal(TinyEncoders.Vocabulary);
+        loaded.Vocabulary.Should().Equal(TinyCheckpoints.Vocabulary);
         loaded.Tokenizer.LowerCase.Should().BeTrue();
         loaded.Identity.Name.Should().Be("tiny-bert");
         loaded.Identity.Sha256.Should().Be(original.Identity.Sha256);
@@ -34,7 +34,7 @@ public class HuggingFaceFolderTests
     public void Loading_InsideACallersDisposeScope_KeepsEveryWeight()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         original.SaveHuggingFaceFolder(folder.Combine("m"));
         PretrainedEncoder loaded;
         using (NewDisposeScope())
@@ -43,7 +43,7 @@ public class HuggingFaceFolderTests
         }
         using (loaded)
         {
-            TinyEncoders.ShouldHaveIdenticalWeights(loaded.Model, original.Model);
+            TinyCheckpoints.ShouldHaveIdenticalWeights(loaded.Model, original.Model);
         }
     }
 
@@ -51,9 +51,9 @@ public class HuggingFaceFolderTests
     public void IdentityHash_IsStableAcrossLoads_AndChangesWithTheWeights()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create(seed: 7);
+        using var original = TinyCheckpoints.Create(seed: 7);
         original.SaveHuggingFaceFolder(folder.Combine("a"));
-        using var other = TinyEncoders.Create(seed: 8);
+        using var other = TinyCheckpoints.Create(seed: 8);
         other.SaveHuggingFaceFolder(folder.Combine("b"));
 
         using var first = PretrainedEncoder.FromHuggingFaceFolder(folder.Combine("a"));
@@ -69,7 +69,7 @@ public class HuggingFaceFolderTests
     public void PytorchBin_WithBertPrefix_ExtraTensors_NoPooler_AndCasedTokenizer_Loads()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create(pooler: false);
+        using var original = TinyCheckpoints.Create(pooler: false);
         string path = folder.Combine("cased");
         original.SaveHuggingFaceFolder(path);
         File.Delete(Path.Combine(path, "model.safetensors"));
@@ -80,14 +80,14 @@ public class HuggingFaceFolderTests
         {
             // A BertForMaskedLM-style state dictionary: "bert." prefixes, a head the encoder does not use.
             var state = original.Model.state_dict().ToDictionary(p => "bert." + p.Key, p => p.Value);
-            state["cls.predictions.bias"] = zeros(TinyEncoders.Config.VocabSize);
+            state["cls.predictions.bias"] = zeros(TinyCheckpoints.Config.VocabSize);
             state["bert.embeddings.position_ids"] = arange(64, dtype: int64).unsqueeze(0);
             PyTorchPickler.PickleStateDict(Path.Combine(path, "pytorch_model.bin"), state);
         }
 
         using var loaded = PretrainedEncoder.FromHuggingFaceFolder(path);
         loaded.Config.AddPoolingLayer.Should().BeFalse("the checkpoint has no pooler weights");
-        TinyEncoders.ShouldHaveIdenticalWeights(loaded.Model, original.Model);
+        TinyCheckpoints.ShouldHaveIdenticalWeights(loaded.Model, original.Model);
         loaded.Tokenizer.LowerCase.Should().BeFalse();
         loaded.Identity.Name.Should().Be("someone/cased-tiny");
     }
@@ -122,7 +122,7 @@ public class HuggingFaceFolderTests
     public void CorruptSafetensors_GivesInvalidDataNamingTheFile(string damage)
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         string path = folder.Combine("damaged");
         original.SaveHuggingFaceFolder(path);
         string file = Path.Combine(path, "model.safetensors");
@@ -137,7 +137,7 @@ public class HuggingFaceFolderTests
     public void CorruptPytorchBin_OrConfig_GivesInvalidDataNamingTheFile()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         string path = folder.Combine("damaged");
         original.SaveHuggingFaceFolder(path);
         File.Delete(Path.Combine(path, "model.safetensors"));
@@ -159,7 +159,7 @@ public class HuggingFaceFolderTests
     public void MissingFiles_AreNamed()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         string path = folder.Combine("incomplete");
         original.SaveHuggingFaceFolder(path);
         File.Delete(Path.Combine(path, "model.safetensors"));
@@ -173,8 +173,8 @@ public class HuggingFaceFolderTests
     public void Save_RefusesANonEmptyFolder_UnlessOverwriting()
     {
         using var folder = new TemporaryFolder();
-        using var first = TinyEncoders.Create(seed: 1);
-        using var second = TinyEncoders.Create(seed: 2);
+        using var first = TinyCheckpoints.Create(seed: 1);
+        using var second = TinyCheckpoints.Create(seed: 2);
         string path = folder.Combine("model");
         first.SaveHuggingFaceFolder(path);
 
@@ -190,7 +190,7 @@ public class HuggingFaceFolderTests
     [Fact]
     public void Save_WithoutVocabulary_Explains()
     {
-        using var tiny = TinyEncoders.Create();
+        using var tiny = TinyCheckpoints.Create();
         var bare = new PretrainedEncoder(tiny.Model, tiny.Tokenizer, tiny.Identity);
         bare.Vocabulary.Should().BeNull();
         FluentActions.Invoking(() => bare.SaveHuggingFaceFolder(Path.Combine(Path.GetTempPath(), "never-written")))
@@ -201,7 +201,7 @@ public class HuggingFaceFolderTests
     public void Load_DispatchesOnTheSourceKind()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         original.SaveHuggingFaceFolder(folder.Combine("m"));
         using var loaded = PretrainedEncoder.Load(EncoderSource.HuggingFaceFolder(folder.Combine("m")));
         loaded.Identity.Sha256.Should().Be(original.Identity.Sha256);
@@ -210,7 +210,7 @@ public class HuggingFaceFolderTests
     /// <summary>Saves a tiny encoder, then rewrites its model.safetensors from an edited state dictionary.</summary>
     private static string SaveWithState(TemporaryFolder folder, Action<Dictionary<string, Tensor>> edit)
     {
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         string path = folder.Combine("edited");
         original.SaveHuggingFaceFolder(path);
         using var scope = NewDisposeScope();

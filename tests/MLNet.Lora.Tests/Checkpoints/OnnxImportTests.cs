@@ -11,20 +11,20 @@ public class OnnxImportTests
     public void Import_RestoresTheWeightsAndInfersTheConfig(bool reshapeHint, bool scaleHint)
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         string path = folder.Combine("tiny.onnx");
         SyntheticOnnx.Write(original.Model, path, reshapeHint, scaleHint);
 
         using var model = OnnxBertImporter.Import(path);
-        model.Config.Should().Be(TinyEncoders.Config);
-        TinyEncoders.ShouldHaveIdenticalWeights(model, original.Model);
+        model.Config.Should().Be(TinyCheckpoints.Config);
+        TinyCheckpoints.ShouldHaveIdenticalWeights(model, original.Model);
     }
 
     [Fact]
     public void Import_WithoutHeadHints_AsksForTheOverride_AndUsesIt()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create(pooler: false);
+        using var original = TinyCheckpoints.Create(pooler: false);
         string path = folder.Combine("tiny.onnx");
         SyntheticOnnx.Write(original.Model, path, reshapeHint: false, scaleHint: false);
 
@@ -33,7 +33,7 @@ public class OnnxImportTests
         using var model = OnnxBertImporter.Import(path, numAttentionHeads: 4);
         model.Config.NumAttentionHeads.Should().Be(4);
         model.Config.AddPoolingLayer.Should().BeFalse();
-        TinyEncoders.ShouldHaveIdenticalWeights(model, original.Model);
+        TinyCheckpoints.ShouldHaveIdenticalWeights(model, original.Model);
 
         FluentActions.Invoking(() => OnnxBertImporter.Import(path, numAttentionHeads: 5))
             .Should().Throw<ArgumentException>().WithMessage("*not a multiple of 5 attention heads*");
@@ -43,7 +43,7 @@ public class OnnxImportTests
     public void MissingTensor_IsNamedWithTheFile()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         string path = folder.Combine("x.onnx");
         SyntheticOnnx.Write(original.Model, path, drop: "encoder.layer.1.output.LayerNorm.weight");
 
@@ -55,7 +55,7 @@ public class OnnxImportTests
     public void CorruptFile_GivesInvalidDataNamingTheFile()
     {
         using var folder = new TemporaryFolder();
-        using var original = TinyEncoders.Create();
+        using var original = TinyCheckpoints.Create();
         string path = folder.Combine("x.onnx");
         SyntheticOnnx.Write(original.Model, path);
         byte[] bytes = File.ReadAllBytes(path);
@@ -70,7 +70,7 @@ public class OnnxImportTests
     internal static string WriteVocabulary(TemporaryFolder folder)
     {
         string path = folder.Combine("vocab.txt");
-        File.WriteAllText(path, string.Join("\n", TinyEncoders.Vocabulary) + "\n");
+        File.WriteAllText(path, string.Join("\n", TinyCheckpoints.Vocabulary) + "\n");
         return path;
     }
 }

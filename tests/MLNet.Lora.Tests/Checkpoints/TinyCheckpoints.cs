@@ -29,8 +29,8 @@ internal sealed class TemporaryFolder : IDisposable
     }
 }
 
-/// <summary>Tiny random encoders (hidden 32, 2 layers) with a small generated vocabulary, for fast tests.</summary>
-internal static class TinyEncoders
+/// <summary>Tiny random encoders (hidden 32, 2 layers) with their own small vocabulary and sentences, for the checkpoint round-trip tests.</summary>
+internal static class TinyCheckpoints
 {
     public static readonly BertConfig Config = new()
     {
