@@ -36,7 +36,8 @@ Clock.UseCpuTime = options.CpuClock;
 if (options.Child is { } child) return ChildProcess.Run(child, options);
 
 var report = new Report();
-string header = Machine.Describe(options);
+string header = Machine.Describe(options) +
+                $"\nCommand: dotnet run -c Release --project benchmarks/MLNet.Lora.Benchmarks --{(args.Length == 0 ? "" : " " + string.Join(' ', args))}";
 Console.WriteLine(header);
 var clock = Stopwatch.StartNew();
 using (var context = new BenchmarkContext(options, report))

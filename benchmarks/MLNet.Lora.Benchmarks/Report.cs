@@ -57,19 +57,28 @@ internal sealed class Report
             Console.WriteLine($"  {(r.Met == true ? "MET    " : "NOT MET")}  {r.Figure,-58} {r.Value.Median.ToString(r.Format)} {r.Unit} (target {r.Target})");
     }
 
+    /// <summary>Writes every figure as Markdown, one table per section, atomically (a temporary file, then a rename).</summary>
     public void WriteMarkdown(string path, string header)
     {
         var text = new StringBuilder();
-        text.AppendLine(header).AppendLine();
-        text.AppendLine("| section | figure | min | median | max | unit | target | |");
-        text.AppendLine("|---|---|---:|---:|---:|---|---|---|");
-        foreach (var r in rows)
+        text.AppendLine(string.Join("  \n", header.Split('\n'))).AppendLine();
+        foreach (var section in rows.GroupBy(r => r.Section))
         {
-            string met = r.Met switch { true => "met", false => "**not met**", null => "" };
-            text.AppendLine($"| {r.Section} | {r.Figure}{(r.Note is null ? "" : $" ({r.Note})")} | {r.Value.Min.ToString(r.Format)} | {r.Value.Median.ToString(r.Format)} | " +
-                            $"{r.Value.Max.ToString(r.Format)} | {r.Unit} | {r.Target} | {met} |");
+            text.AppendLine($"### {section.Key}").AppendLine();
+            text.AppendLine("| figure | min | median | max | unit | target | |");
+            text.AppendLine("|---|---:|---:|---:|---|---|---|");
+            foreach (var r in section)
+            {
+                string met = r.Met switch { true => "met", false => "**not met**", null => "" };
+                text.AppendLine($"| {r.Figure}{(r.Note is null ? "" : $" ({r.Note})")} | {r.Value.Min.ToString(r.Format)} | {r.Value.Median.ToString(r.Format)} | " +
+                                $"{r.Value.Max.ToString(r.Format)} | {r.Unit} | {r.Target} | {met} |");
+            }
+            text.AppendLine();
         }
-        File.WriteAllText(path, text.ToString());
-        Console.WriteLine($"Wrote {path}");
+        string full = Path.GetFullPath(path);
+        string temporary = full + ".tmp";
+        File.WriteAllText(temporary, text.ToString());
+        File.Move(temporary, full, overwrite: true);
+        Console.WriteLine($"Wrote {full}");
     }
 }

@@ -107,7 +107,10 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         /// <summary>Examples per optimizer step.</summary>
         public int BatchSize = 32;
 
-        /// <summary>Peak learning rate; null picks the mode's usual value (LoRA 1e-3, full 5e-5, head only 5e-3).</summary>
+        /// <summary>
+        /// Peak learning rate; null picks the mode's default: LoRA 2e-3, full 5e-5, head only 5e-3. LoRA's 2e-3 beat 1e-3 by
+        /// 0.8 and 1.5 points on SST-2 (3 epochs, two seeds; docs/benchmarks.md).
+        /// </summary>
         public double? LearningRate;
 
         /// <summary>AdamW's decoupled weight decay (not on biases or LayerNorm).</summary>
@@ -160,7 +163,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         {
             FineTuningMode.Full => 5e-5,
             FineTuningMode.HeadOnly => 5e-3,
-            _ => 1e-3,
+            _ => 2e-3,
         };
 
         internal LoraConfig LoraConfig => new() { Rank = Rank, Alpha = Alpha, Dropout = LoraDropout, TargetModules = TargetModules, UseRsLora = UseRsLora };

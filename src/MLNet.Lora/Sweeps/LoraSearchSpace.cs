@@ -22,8 +22,8 @@ public sealed class LoraSearchSpace
     /// <summary>Sets of adapted modules to try; default query and value.</summary>
     public IReadOnlyList<LoraTargetModules> TargetModuleSets { get; init; } = [LoraTargetModules.Query | LoraTargetModules.Value];
 
-    /// <summary>Peak learning rates to try; default 1e-3 (LoRA's usual rate).</summary>
-    public IReadOnlyList<double> LearningRates { get; init; } = [1e-3];
+    /// <summary>Peak learning rates to try; default 2e-3 (the trainer's LoRA default).</summary>
+    public IReadOnlyList<double> LearningRates { get; init; } = [2e-3];
 
     /// <summary>A space over ranks alone, other settings at their defaults.</summary>
     public static LoraSearchSpace OverRanks(params int[] ranks) => new() { Ranks = ranks };
