@@ -14,7 +14,8 @@ internal static partial class Sections
     {
         var r = ctx.Report;
         r.Section("2. Peak memory (process RSS) of training steps on 32x128, each contender in a fresh child process");
-        string[] modes = ["Lora", "Full", "Forward"];
+        // "+ckpt": with GradientCheckpointing; "+attn0": with AttentionDropout = 0.
+        string[] modes = ["Lora", "Full", "Forward", "Lora+attn0", "Lora+ckpt", "Full+ckpt"];
         var peaks = modes.ToDictionary(m => m, _ => new List<double>());
         var before = modes.ToDictionary(m => m, _ => new List<double>());
         int rounds = ctx.Options.Quick ? 2 : 3;
@@ -37,6 +38,11 @@ internal static partial class Sections
         r.Figure("growth over the loaded model, LoRA", Spread.Of(peaks["Lora"].Zip(before["Lora"], (p, b) => p - b)), "MiB", "F0");
         r.Figure("growth over the loaded model, full", Spread.Of(peaks["Full"].Zip(before["Full"], (p, b) => p - b)), "MiB", "F0");
         r.Target("LoRA peak RSS / full fine-tuning peak RSS", Spread.Of(peaks["Lora"].Zip(peaks["Full"], (a, b) => a / b)), "x", "<=", 0.70);
+        r.Figure("peak RSS, LoRA with AttentionDropout = 0", Spread.Of(peaks["Lora+attn0"]), "MiB", "F0");
+        r.Figure("peak RSS, LoRA with GradientCheckpointing", Spread.Of(peaks["Lora+ckpt"]), "MiB", "F0");
+        r.Figure("peak RSS, full fine-tuning with GradientCheckpointing", Spread.Of(peaks["Full+ckpt"]), "MiB", "F0");
+        r.Figure("LoRA with GradientCheckpointing / full fine-tuning (defaults)", Spread.Of(peaks["Lora+ckpt"].Zip(peaks["Full"], (a, b) => a / b)), "x");
+        r.Figure("LoRA / full, both with GradientCheckpointing", Spread.Of(peaks["Lora+ckpt"].Zip(peaks["Full+ckpt"], (a, b) => a / b)), "x");
     }
 }
 
@@ -70,19 +76,21 @@ internal static class ChildProcess
         using var w = Workload.Load();
         var batch = w.RandomBatch();
         var labels = Workload.RandomLabels(Workload.Batch, 2);
-        var mode = options.ChildMode switch
+        string childMode = options.ChildMode ?? "";
+        var mode = childMode.Split('+')[0] switch
         {
             "Lora" => FineTuningMode.Lora,
             "Full" => FineTuningMode.Full,
             _ => FineTuningMode.HeadOnly,
         };
         // The loaded encoder itself is adapted (no copy), as when Fit loads the default encoder.
-        var model = w.Build(mode, copy: false);
+        var model = w.Build(mode, copy: false, attentionDropout: childMode.EndsWith("+attn0") ? 0 : null);
+        model.Encoder.GradientCheckpointing = childMode.EndsWith("+ckpt");
         GC.Collect();
         GC.WaitForPendingFinalizers();
         double beforeMiB = Status("VmRSS");
         bool reset = ResetPeak();
-        if (options.ChildMode == "Forward")
+        if (childMode == "Forward")
         {
             model.eval();
             for (int i = 0; i < 3; i++)

@@ -2,11 +2,12 @@
 // alternating round by round, and prints min / median / max of times and of per-round ratios.
 //
 //   dotnet run -c Release --project benchmarks/MLNet.Lora.Benchmarks -- [--quick] [--sections 0,1,3] [--data DIR]
-//       [--threads N] [--rounds N] [--out results.md]
+//       [--threads N] [--rounds N] [--modes Lora,Full,HeadOnly] [--learning-rate X] [--seeds 1,2,3] [--out results.md]
 using System.Diagnostics;
 using System.Globalization;
 using MLNet.Lora.Benchmarks;
 using MLNet.Lora.Native;
+using MLNet.Lora.Training;
 using TorchSharp;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
@@ -17,7 +18,7 @@ try
 {
     options = BenchmarkOptions.Parse(args);
 }
-catch (ArgumentException e)
+catch (Exception e) when (e is ArgumentException or FormatException)
 {
     Console.Error.WriteLine(e.Message);
     Console.Error.WriteLine(BenchmarkOptions.Usage);
@@ -73,6 +74,9 @@ namespace MLNet.Lora.Benchmarks
                                  4 tokenization and Fit throughput   5 size   6 accuracy on real data   7 forward profile
               --data DIR         the real datasets (default ../shared/data beside the repository)
               --datasets LIST    section 6's datasets (default sst2,ag_news,emotion,banking77)
+              --modes LIST       section 6's modes (default Lora,Full,HeadOnly)
+              --learning-rate X  section 6: this peak learning rate instead of each mode's default
+              --seeds LIST       section 6's training seeds, each a run of every mode (default 1)
               --threads N        torch intra-op threads (default: TorchSharp's choice)
               --rounds N         rounds per comparison (default 3 quick, 7 full)
               --clock wall|cpu   time with the wall clock (default) or this process's CPU time (robust to other
@@ -84,6 +88,9 @@ namespace MLNet.Lora.Benchmarks
         public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7];
         public string? DataDirectory { get; init; }
         public string[]? Datasets { get; init; }
+        public FineTuningMode[] Modes { get; init; } = [FineTuningMode.Lora, FineTuningMode.Full, FineTuningMode.HeadOnly];
+        public double? LearningRate { get; init; }
+        public int[] Seeds { get; init; } = [1];
         public int? Threads { get; init; }
         public int? RoundsOverride { get; init; }
         public string? OutputPath { get; init; }
@@ -106,6 +113,9 @@ namespace MLNet.Lora.Benchmarks
                     "--sections" => o with { Sections = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() },
                     "--data" => o with { DataDirectory = Next() },
                     "--datasets" => o with { Datasets = Next().Split(',', StringSplitOptions.RemoveEmptyEntries) },
+                    "--modes" => o with { Modes = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(m => Enum.Parse<FineTuningMode>(m, ignoreCase: true)).ToArray() },
+                    "--learning-rate" => o with { LearningRate = double.Parse(Next(), CultureInfo.InvariantCulture) },
+                    "--seeds" => o with { Seeds = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray() },
                     "--threads" => o with { Threads = int.Parse(Next()) },
                     "--rounds" => o with { RoundsOverride = int.Parse(Next()) },
                     "--out" => o with { OutputPath = Next() },

@@ -17,9 +17,10 @@ internal static partial class Sections
         private readonly TorchSharp.Modules.OptimizerHelper optimizer;
         private readonly List<TorchSharp.Modules.Parameter> trainable;
 
-        public StepRunner(Workload w, FineTuningMode mode, double? attentionDropout)
+        public StepRunner(Workload w, FineTuningMode mode, double? attentionDropout, bool checkpointing = false)
         {
             model = w.Build(mode, attentionDropout: attentionDropout);
+            model.Encoder.GradientCheckpointing = checkpointing;
             loop = w.Loop(model, mode);
             (optimizer, trainable) = loop.CreateOptimizer();
             model.train();
@@ -119,6 +120,7 @@ internal static partial class Sections
         using var full = new StepRunner(w, FineTuningMode.Full, null);
         using var loraFused = new StepRunner(w, FineTuningMode.Lora, 0);
         using var fullFused = new StepRunner(w, FineTuningMode.Full, 0);
+        using var loraCheckpointed = new StepRunner(w, FineTuningMode.Lora, null, checkpointing: true);
         Report.Line($"trainable parameters: LoRA {lora.TrainableCount:N0}, full {full.TrainableCount:N0}");
 
         var contenders = new[]
@@ -134,6 +136,7 @@ internal static partial class Sections
             Contender.Timed("full step", () => full.Step(batch, labels)),
             Contender.Timed("LoRA step, AttentionDropout = 0", () => loraFused.Step(batch, labels)),
             Contender.Timed("full step, AttentionDropout = 0", () => fullFused.Step(batch, labels)),
+            Contender.Timed("LoRA step, GradientCheckpointing", () => loraCheckpointed.Step(batch, labels)),
         };
         var alt = new Alternation(contenders, ctx.Options.Rounds, log: ctx.Log);
         r.Figure("GEMM peak (this section's rounds)", alt.Seconds("GEMM 2048").Map(s => Giga(GemmFlops, s)), "GFLOP/s", "F1");
@@ -148,6 +151,7 @@ internal static partial class Sections
         r.Figure("AttentionDropout = 0: LoRA step / no-grad forward", alt.Ratio("LoRA step, AttentionDropout = 0", "forward"), "x");
         r.Figure("AttentionDropout = 0: LoRA step / full step", alt.Ratio("LoRA step, AttentionDropout = 0", "full step, AttentionDropout = 0"), "x");
         r.Figure("AttentionDropout = 0 / checkpoint's 0.1: LoRA step", alt.Ratio("LoRA step, AttentionDropout = 0", "LoRA step"), "x");
+        r.Figure("GradientCheckpointing / default: LoRA step", alt.Ratio("LoRA step, GradientCheckpointing", "LoRA step"), "x");
         ctx.Shared["lora_step_s"] = alt.Seconds("LoRA step").Median;
         batch.InputIds.Dispose(); batch.AttentionMask.Dispose(); batch.TokenTypeIds.Dispose(); labels.Dispose();
     }

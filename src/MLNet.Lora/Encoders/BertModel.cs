@@ -45,6 +45,17 @@ public sealed class BertModel : nn.Module
     public BertConfig Config { get; }
 
     /// <summary>
+    /// Recompute each layer in backward instead of keeping its activations (Hugging Face's <c>gradient_checkpointing</c>):
+    /// training memory falls to about one layer's activations for about one more forward pass per step. CPU only: the
+    /// recompute replays dropout from the CPU generator.
+    /// </summary>
+    public bool GradientCheckpointing
+    {
+        get => encoder.GradientCheckpointing;
+        set => encoder.GradientCheckpointing = value;
+    }
+
+    /// <summary>
     /// Dropout on the attention probabilities while training; starts at the checkpoint's
     /// <see cref="BertConfig.AttentionProbsDropoutProb"/>. At 0 a CPU training step can use libtorch's fused attention
     /// kernel, which takes no dropout on the CPU (see docs/benchmarks.md for what that saves).
@@ -173,16 +184,24 @@ internal sealed class BertEncoder : nn.Module
 
     public IList<BertLayer> Layers => layer;
 
+    public bool GradientCheckpointing { get; set; }
+
     public (Tensor Last, IReadOnlyList<Tensor>? HiddenStates, IReadOnlyList<Tensor>? Attentions) forward(
         Tensor hidden, Tensor additiveMask, bool outputHiddenStates, bool outputAttentions)
     {
         var hiddenStates = outputHiddenStates ? new List<Tensor> { hidden } : null;
         var attentions = outputAttentions ? new List<Tensor>() : null;
+        bool checkpoint = GradientCheckpointing && training && is_grad_enabled() && !outputAttentions;
+        if (checkpoint && hidden.device_type != DeviceType.CPU)
+            throw new NotSupportedException($"Gradient checkpointing replays dropout from the CPU generator and runs on the CPU only; this model is on {hidden.device}. Turn {nameof(BertModel.GradientCheckpointing)} off.");
+        using var anchor = checkpoint ? empty(0, requires_grad: true) : null;   // lets backward reach a checkpoint whose input needs no grad
         Tensor input = hidden;
         foreach (var block in layer)
         {
             Tensor previous = hidden;
-            (hidden, Tensor? probabilities) = block.forward(hidden, additiveMask, outputAttentions);
+            Tensor? probabilities = null;
+            if (checkpoint) hidden = LayerCheckpoint.Forward(block, hidden, additiveMask, anchor!);
+            else (hidden, probabilities) = block.forward(hidden, additiveMask, outputAttentions);
             hiddenStates?.Add(hidden);
             if (probabilities is not null) attentions!.Add(probabilities);
             // A layer output this method made and does not return: release it now (autograd keeps it if backward needs it).

@@ -101,6 +101,13 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         /// </summary>
         public double? AttentionDropout;
 
+        /// <summary>
+        /// Recompute each encoder layer in backward instead of keeping its activations (Hugging Face's gradient
+        /// checkpointing): far less training memory for about one more forward pass per step (docs/benchmarks.md).
+        /// CPU only.
+        /// </summary>
+        public bool GradientCheckpointing;
+
         /// <summary>Passes over the training data.</summary>
         public int MaxEpochs = 3;
 
@@ -239,8 +246,11 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         if (validationRows is null && options.ValidationFraction > 0) (rows, validationRows) = rows.Split(options.ValidationFraction, seed);
 
         var device = MLContextAccess.Device(env);
+        if (options.GradientCheckpointing && device.type != DeviceType.CPU)
+            throw new NotSupportedException($"{nameof(Options)}.{nameof(Options.GradientCheckpointing)} runs on the CPU only (it replays dropout from the CPU generator); this MLContext trains on {device}.");
         var (encoderModel, tokenizer, identity) = LoadEncoder(channel);
         if (options.AttentionDropout is { } attentionDropout) encoderModel.AttentionDropout = attentionDropout;   // a copy or our own load
+        encoderModel.GradientCheckpointing = options.GradientCheckpointing;
         TextClassificationModel? model = null;
         try
         {

@@ -127,6 +127,24 @@ public class TrainerValidationTests(TinyEncoderFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public void GradientCheckpointingTrainsTheSameModel()
+    {
+        var ml = new MLContext(1);
+        var data = Keyed(ml, SyntheticData.Sentiment(40, 1));
+        float[][] Scores(bool checkpoint)
+        {
+            var options = Options();
+            options.GradientCheckpointing = checkpoint;
+            using var model = ml.MulticlassClassification.Trainers.LoraTextClassification(options).Fit(data);
+            return model.Transform(data).GetColumn<float[]>("Score").ToArray();
+        }
+        var plain = Scores(false);
+        var checkpointed = Scores(true);
+        for (int i = 0; i < plain.Length; i++)
+            checkpointed[i].Should().Equal(plain[i], (a, b) => Math.Abs(a - b) < 1e-4, "checkpointing changes memory, not the gradients");
+    }
+
+    [Fact]
     public void ARankLargerThanTheLayerIsNamed()
     {
         var ml = new MLContext(1);
