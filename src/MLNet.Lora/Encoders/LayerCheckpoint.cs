@@ -12,9 +12,10 @@ namespace MLNet.Lora.Encoders;
 /// one layer instead of all of them.
 /// </summary>
 /// <remarks>
-/// The function's own inputs are the layer input, the attention mask and an anchor scalar that requires grad, so that
-/// backward reaches it even when the input does not require grad (the first layer of a frozen encoder). The layer's
-/// weights are not inputs: the inner backward accumulates their gradients directly, as PyTorch's reentrant checkpoint does.
+/// The function's own inputs are the layer input, the attention mask and an empty anchor tensor that requires grad,
+/// so that backward reaches it even when the input does not require grad (the first layer of a frozen encoder). The
+/// layer's weights are not inputs: the inner backward accumulates their gradients directly, as PyTorch's reentrant
+/// checkpoint does.
 /// </remarks>
 internal sealed class LayerCheckpoint : SingleTensorFunction<LayerCheckpoint>
 {

@@ -97,14 +97,15 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         /// <summary>
         /// Dropout on the encoder's attention probabilities while training; null keeps the checkpoint's (0.1 for BERT and
         /// the default MiniLM), as Hugging Face does. 0 lets a CPU step use the fused attention kernel, which has no
-        /// dropout on the CPU: LoRA steps of the default model are then about 20% faster (docs/benchmarks.md).
+        /// dropout on the CPU: LoRA steps of the default model at 128 tokens are then about 14% faster and need less
+        /// memory; on short texts the difference vanishes (docs/benchmarks.md).
         /// </summary>
         public double? AttentionDropout;
 
         /// <summary>
         /// Recompute each encoder layer in backward instead of keeping its activations (Hugging Face's gradient
-        /// checkpointing): far less training memory for about one more forward pass per step (docs/benchmarks.md).
-        /// CPU only.
+        /// checkpointing): the live activations of one layer instead of all, for about a third more step time. How much
+        /// of that shows in the process's peak memory depends on the allocator (docs/benchmarks.md). CPU only.
         /// </summary>
         public bool GradientCheckpointing;
 
