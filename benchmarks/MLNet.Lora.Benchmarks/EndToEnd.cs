@@ -35,11 +35,7 @@ internal static partial class Sections
 
         // Share of a training step: tokenizing 32 texts of at least 128 tokens vs one LoRA step on them.
         var longTexts = LongTexts(texts, tokenizer, Workload.Batch, maxLength);
-        using var lora = w.Build(FineTuningMode.Lora);
-        var loop = w.Loop(lora, FineTuningMode.Lora);
-        var (optimizer, trainable) = loop.CreateOptimizer();
-        using var _o = optimizer;
-        lora.train();
+        using var lora = new StepRunner(w, FineTuningMode.Lora);
         var stepLabels = Workload.RandomLabels(Workload.Batch, 2);
         var stepContenders = new[]
         {
@@ -55,7 +51,7 @@ internal static partial class Sections
                 var encoded = LabeledTexts.Encode(tokenizer, longTexts, new int[longTexts.Count], maxLength);
                 var batch = TokenBatch.Collate(encoded.Items, tokenizer.PadTokenId);
                 double start = Clock.Now();
-                loop.TrainStep(batch, stepLabels, optimizer, trainable);
+                lora.Step(batch, stepLabels);
                 return Clock.Now() - start;
             }),
         };

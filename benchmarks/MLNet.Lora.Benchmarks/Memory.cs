@@ -84,29 +84,25 @@ internal static class ChildProcess
             _ => FineTuningMode.HeadOnly,
         };
         // The loaded encoder itself is adapted (no copy), as when Fit loads the default encoder.
-        var model = w.Build(mode, copy: false, attentionDropout: childMode.EndsWith("+attn0") ? 0 : null);
-        model.Encoder.GradientCheckpointing = childMode.EndsWith("+ckpt");
+        using var runner = new StepRunner(w, mode, attentionDropout: childMode.EndsWith("+attn0") ? 0 : null,
+            checkpointing: childMode.EndsWith("+ckpt"), copy: false);
         GC.Collect();
         GC.WaitForPendingFinalizers();
         double beforeMiB = Status("VmRSS");
         bool reset = ResetPeak();
         if (childMode == "Forward")
         {
-            model.eval();
+            runner.Model.eval();
             for (int i = 0; i < 3; i++)
             {
                 using var scope = NewDisposeScope();
                 using var _ = no_grad();
-                model.forward(batch);
+                runner.Model.forward(batch);
             }
         }
         else
         {
-            var loop = w.Loop(model, mode);
-            var (optimizer, trainable) = loop.CreateOptimizer();
-            model.train();
-            for (int i = 0; i < 3; i++) loop.TrainStep(batch, labels, optimizer, trainable);
-            optimizer.Dispose();
+            for (int i = 0; i < 3; i++) runner.Step(batch, labels);
         }
         double peak = Status("VmHWM");
         Console.WriteLine(FormattableString.Invariant($"{Marker} {peak:F1} {beforeMiB:F1} {(reset ? "reset" : "noreset")}"));

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using MLNet.Lora.Tokenization;
 using MLNet.Lora.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -9,34 +8,6 @@ namespace MLNet.Lora.Benchmarks;
 /// <summary>Sections 0, 1 and 7: the GEMM peak, the forward pass and the training step of the default model.</summary>
 internal static partial class Sections
 {
-    /// <summary>A model set up as the trainer sets it up, with its loop and optimizer: one training step at a time.</summary>
-    private sealed class StepRunner : IDisposable
-    {
-        private readonly TextClassificationModel model;
-        private readonly FineTuningLoop loop;
-        private readonly TorchSharp.Modules.OptimizerHelper optimizer;
-        private readonly List<TorchSharp.Modules.Parameter> trainable;
-
-        public StepRunner(Workload w, FineTuningMode mode, double? attentionDropout, bool checkpointing = false)
-        {
-            model = w.Build(mode, attentionDropout: attentionDropout);
-            model.Encoder.GradientCheckpointing = checkpointing;
-            loop = w.Loop(model, mode);
-            (optimizer, trainable) = loop.CreateOptimizer();
-            model.train();
-        }
-
-        public long TrainableCount => trainable.Sum(p => p.numel());
-
-        public void Step(TokenBatch batch, Tensor labels) => loop.TrainStep(batch, labels, optimizer, trainable);
-
-        public void Dispose()
-        {
-            optimizer.Dispose();
-            model.Dispose();
-        }
-    }
-
     public static void Run(int section, BenchmarkContext ctx)
     {
         var watch = Stopwatch.StartNew();
@@ -116,11 +87,11 @@ internal static partial class Sections
         bare.eval();
         // The trainer's defaults (the checkpoint's attention dropout, 0.1), and the same with AttentionDropout = 0, which
         // lets the CPU use the fused attention kernel in training too.
-        using var lora = new StepRunner(w, FineTuningMode.Lora, null);
-        using var full = new StepRunner(w, FineTuningMode.Full, null);
+        using var lora = new StepRunner(w, FineTuningMode.Lora);
+        using var full = new StepRunner(w, FineTuningMode.Full);
         using var loraFused = new StepRunner(w, FineTuningMode.Lora, 0);
         using var fullFused = new StepRunner(w, FineTuningMode.Full, 0);
-        using var loraCheckpointed = new StepRunner(w, FineTuningMode.Lora, null, checkpointing: true);
+        using var loraCheckpointed = new StepRunner(w, FineTuningMode.Lora, checkpointing: true);
         Report.Line($"trainable parameters: LoRA {lora.TrainableCount:N0}, full {full.TrainableCount:N0}");
 
         var contenders = new[]
@@ -230,12 +201,9 @@ internal static partial class Sections
         // The training step by phase.
         foreach (var mode in new[] { FineTuningMode.Lora, FineTuningMode.Full })
         {
-            using var model = w.Build(mode);
-            var loop = w.Loop(model, mode);
-            var (optimizer, trainable) = loop.CreateOptimizer();
-            using var _o = optimizer;
+            using var runner = new StepRunner(w, mode);
+            var (model, optimizer, trainable) = (runner.Model, runner.Optimizer, runner.Trainable);
             var labels = Workload.RandomLabels(Workload.Batch, 2);
-            model.train();
             var phases = new Dictionary<string, List<double>> { ["forward + loss"] = [], ["backward"] = [], ["clip + AdamW"] = [] };
             for (int round = 0; round < ctx.Options.Rounds + 1; round++)
             {
