@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.ML;
 using MLNet.Lora.Training;
 
@@ -23,7 +22,7 @@ internal static partial class Sections
         public void Report(LoraTrainingProgress value) => report(value);
     }
 
-    private sealed record FitResult(double LastAccuracy, double BestAccuracy, int BestEpoch, double[] EpochAccuracies, double[] EpochSeconds, double TotalSeconds, double[] EpochCpuSeconds);
+    private sealed record FitResult(double LastAccuracy, int BestEpoch, double[] EpochAccuracies, double[] EpochSeconds, double[] EpochCpuSeconds);
 
     private static void Accuracy(BenchmarkContext ctx)
     {
@@ -116,13 +115,11 @@ internal static partial class Sections
                 Console.WriteLine($"    {mode}: {p} (CPU {cpuPerEpoch[^1]:F0} s)");
             }),
         };
-        var watch = Stopwatch.StartNew();
         using var model = ml.MulticlassClassification.Trainers.LoraTextClassification(options).Fit(keys.Transform(trainView), keys.Transform(evalView));
-        double total = watch.Elapsed.TotalSeconds;
         var history = model.TrainingHistory;
         var accuracies = history.Select(h => h.ValidationAccuracy ?? double.NaN).ToArray();
         int best = Array.IndexOf(accuracies, accuracies.Max());
         Console.WriteLine($"    {mode}: " + string.Join(", ", history.Select(h => $"epoch {h.Epoch} loss {h.TrainingLoss:F4} acc {h.ValidationAccuracy:F4} train {h.TrainingTime.TotalSeconds:F0}s")));
-        return new FitResult(accuracies[^1], accuracies[best], best + 1, accuracies, history.Select(h => h.TrainingTime.TotalSeconds).ToArray(), total, cpuPerEpoch.ToArray());
+        return new FitResult(accuracies[^1], best + 1, accuracies, history.Select(h => h.TrainingTime.TotalSeconds).ToArray(), cpuPerEpoch.ToArray());
     }
 }

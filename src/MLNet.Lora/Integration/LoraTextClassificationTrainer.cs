@@ -171,7 +171,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         {
             FineTuningMode.Full => 5e-5,
             FineTuningMode.HeadOnly => 5e-3,
-            _ => 2e-3,
+            _ => FineTuningSettings.DefaultLoraLearningRate,
         };
 
         internal LoraConfig LoraConfig => new() { Rank = Rank, Alpha = Alpha, Dropout = LoraDropout, TargetModules = TargetModules, UseRsLora = UseRsLora };

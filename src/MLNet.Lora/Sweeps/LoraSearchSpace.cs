@@ -1,4 +1,5 @@
 using MLNet.Lora.Adapters;
+using MLNet.Lora.Training;
 
 namespace MLNet.Lora.Sweeps;
 
@@ -23,7 +24,7 @@ public sealed class LoraSearchSpace
     public IReadOnlyList<LoraTargetModules> TargetModuleSets { get; init; } = [LoraTargetModules.Query | LoraTargetModules.Value];
 
     /// <summary>Peak learning rates to try; default 2e-3 (the trainer's LoRA default).</summary>
-    public IReadOnlyList<double> LearningRates { get; init; } = [2e-3];
+    public IReadOnlyList<double> LearningRates { get; init; } = [FineTuningSettings.DefaultLoraLearningRate];
 
     /// <summary>A space over ranks alone, other settings at their defaults.</summary>
     public static LoraSearchSpace OverRanks(params int[] ranks) => new() { Ranks = ranks };

@@ -12,8 +12,11 @@ public sealed record FineTuningSettings
     /// <summary>Examples per optimizer step.</summary>
     public int BatchSize { get; init; } = 32;
 
+    /// <summary>LoRA's default peak learning rate (the trainer's and the sweeps'; measured in docs/benchmarks.md).</summary>
+    public const double DefaultLoraLearningRate = 2e-3;
+
     /// <summary>Peak learning rate of AdamW.</summary>
-    public double LearningRate { get; init; } = 1e-3;
+    public double LearningRate { get; init; } = DefaultLoraLearningRate;
 
     /// <summary>LoRA+ (Hayou et al. 2024): B's learning rate is this many times A's. 1 is plain LoRA.</summary>
     public double LoraPlusLearningRateRatio { get; init; } = 1;
