@@ -21,6 +21,8 @@ public sealed class TextClassificationModel : nn.Module
         : base(nameof(TextClassificationModel))
     {
         if (classCount < 2) throw new ArgumentOutOfRangeException(nameof(classCount), classCount, "A classifier needs at least two classes.");
+        if (pooling == PoolingStrategy.Pooler && !encoder.Config.AddPoolingLayer)
+            throw new ArgumentException(MLNet.Lora.Encoders.Pooling.NoPoolerMessage("The base encoder"), nameof(pooling));
         bert = encoder;
         dropout = nn.Dropout(headDropout);
         classifier = nn.Linear(encoder.Config.HiddenSize, classCount);
