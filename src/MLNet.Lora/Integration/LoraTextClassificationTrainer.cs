@@ -61,7 +61,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         /// <summary>Where the base encoder comes from; default the embedded all-MiniLM-L6-v2.</summary>
         public EncoderSource BaseModel = EncoderSource.Default;
 
-        /// <summary>An encoder already loaded; when set it is used instead of <see cref="BaseModel"/> (its weights are copied, not changed).</summary>
+        /// <summary>An encoder already loaded; when set it is used instead of <see cref="BaseModel"/> (its weights are shared, never changed; full fine-tuning trains a copy).</summary>
         public PretrainedEncoder? Encoder;
 
         /// <summary>Folder of converted encoders; default a per-user cache (or the MLNET_LORA_CACHE environment variable).</summary>
@@ -243,13 +243,23 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         var rows = TrainingData.Read(trainData, options, channel);
         int classCount = (int)((KeyDataViewType)labelColumn.Type).Count;
         TrainingData.CheckClasses(rows.Labels, classCount, options.LabelColumnName);
+        if (validationData is not null) TrainingData.CheckValidationLabel(labelColumn, validationData.Schema, options.LabelColumnName);
         var validationRows = validationData is null ? null : TrainingData.Read(validationData, options, channel);
         if (validationRows is null && options.ValidationFraction > 0) (rows, validationRows) = rows.Split(options.ValidationFraction, seed);
 
         var device = MLContextAccess.Device(env);
         if (options.GradientCheckpointing && device.type != DeviceType.CPU)
             throw new NotSupportedException($"{nameof(Options)}.{nameof(Options.GradientCheckpointing)} runs on the CPU only (it replays dropout from the CPU generator); this MLContext trains on {device}.");
-        var (encoderModel, tokenizer, identity) = LoadEncoder(channel);
+        var shared = LoadEncoder(channel);
+        var (tokenizer, identity) = (shared.Tokenizer, shared.Identity);
+        var encoderModel = shared.CreateEncoder(frozen: options.Mode != FineTuningMode.Full);
+        if (options.MaxSequenceLength > encoderModel.Config.MaxPositionEmbeddings)
+        {
+            encoderModel.Dispose();
+            throw new ArgumentOutOfRangeException(nameof(Options.MaxSequenceLength), options.MaxSequenceLength,
+                $"{nameof(Options)}.{nameof(Options.MaxSequenceLength)} is {options.MaxSequenceLength}, but the base encoder '{identity.Name}' has " +
+                $"{encoderModel.Config.MaxPositionEmbeddings} positions (max_position_embeddings): set it to {encoderModel.Config.MaxPositionEmbeddings} or less.");
+        }
         if (options.AttentionDropout is { } attentionDropout) encoderModel.AttentionDropout = attentionDropout;   // a copy or our own load
         encoderModel.GradientCheckpointing = options.GradientCheckpointing;
         TextClassificationModel? model = null;
@@ -278,6 +288,9 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
 
             var train = rows.Encode(tokenizer, options.MaxSequenceLength);
             var validation = validationRows?.Encode(tokenizer, options.MaxSequenceLength);
+            int replaced = train.ReplacedInvalidTextCount + (validation?.ReplacedInvalidTextCount ?? 0);
+            if (replaced > 0)
+                channel.Warning(MessageSensitivity.None, $"{replaced} texts held invalid UTF-16 (lone surrogates), replaced by U+FFFD before tokenizing.");
             if (train.TruncatedCount > 0)
                 channel.Info(MessageSensitivity.None, $"{train.TruncatedCount} of {train.Count} training texts were longer than {options.MaxSequenceLength} tokens and were truncated.");
             channel.Info(MessageSensitivity.None, $"Fine-tuning {identity.Name} ({options.Mode}) on {train.Count} rows, {classCount} classes, " +
@@ -302,7 +315,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
             var loop = new FineTuningLoop(model, tokenizer, settings, device, message => channel.Info(MessageSensitivity.None, message));
             var history = loop.Run(train, validation, options.Progress, options.EpochEnded, options.CancellationToken);
 
-            var transformer = new LoraTextClassificationTransformer(env, model, tokenizer, modelSettings, device)
+            var transformer = new LoraTextClassificationTransformer(env, model, shared, modelSettings, device)
             {
                 TrainingHistory = history,
             };
@@ -316,14 +329,14 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         }
     }
 
-    /// <summary>The encoder to fine-tune: a copy of <see cref="Options.Encoder"/>, or one loaded (and owned) from <see cref="Options.BaseModel"/>.</summary>
-    private (BertModel Model, Tokenization.BertTextTokenizer Tokenizer, EncoderIdentity Identity) LoadEncoder(IChannel channel)
+    /// <summary>The base to fine-tune over, shared with every model over the same weights: <see cref="Options.Encoder"/>'s, or one loaded from <see cref="Options.BaseModel"/>.</summary>
+    private SharedBaseEncoder LoadEncoder(IChannel channel)
     {
-        if (options.Encoder is { } shared) return (shared.Model.Clone(), shared.Tokenizer, shared.Identity);
+        if (options.Encoder is { } given) return SharedBaseEncoder.For(given);
         channel.Info(MessageSensitivity.None, $"Loading the base encoder from {options.BaseModel}.");
         var cache = options.CacheDirectory is null ? null : new CheckpointCache(options.CacheDirectory);
-        var loaded = PretrainedEncoder.Load(options.BaseModel, cache);
-        return (loaded.Model, loaded.Tokenizer, loaded.Identity);
+        using var loaded = PretrainedEncoder.Load(options.BaseModel, cache);
+        return SharedBaseEncoder.For(loaded);
     }
 
     private static void CheckShape(SchemaShape schema, string name, string role)
@@ -331,7 +344,8 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         if (Find(schema, name) is not { } column)
             throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
         if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
-            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' must be a text (string) scalar, but it is {column.ItemType}.");
+            throw new ArgumentOutOfRangeException(nameof(schema), LoraTextClassificationTransformer.NotTextMessage(role, name,
+                column.Kind == SchemaShape.Column.VectorKind.Scalar ? $"{column.ItemType}" : $"a vector of {column.ItemType}"));
     }
 
     private static SchemaShape.Column? Find(SchemaShape schema, string name) =>
