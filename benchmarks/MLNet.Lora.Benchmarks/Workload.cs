@@ -69,7 +69,7 @@ internal sealed class Workload : IDisposable
             PredictedLabelColumnName = "PredictedLabel",
             LabelColumnName = "Label",
             Mode = mode,
-            Lora = options.LoraConfig,
+            Lora = options.Validate(),
             Pooling = options.Pooling,
             MaxSequenceLength = options.MaxSequenceLength,
             InferenceBatchSize = options.InferenceBatchSize,

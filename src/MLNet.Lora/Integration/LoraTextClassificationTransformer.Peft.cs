@@ -27,7 +27,8 @@ public sealed partial class LoraTextClassificationTransformer
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         if (Settings.Mode != FineTuningMode.Lora)
             throw new InvalidOperationException($"Only a model trained with LoRA adapters can be saved as a PEFT adapter; this one was trained with {nameof(FineTuningMode)}.{Settings.Mode}. Save it with SaveWithAdapters.");
-        PeftAdapterFolder.Save(directory, model, Settings, overwrite);
+        using var lease = Use();
+        PeftAdapterFolder.Save(directory, lease.Model, Settings, overwrite);
     }
 
     /// <summary>
@@ -54,8 +55,7 @@ public sealed partial class LoraTextClassificationTransformer
     {
         ArgumentNullException.ThrowIfNull(mlContext);
         ArgumentNullException.ThrowIfNull(baseEncoder);
-        using var scope = NewDisposeScope();
-        var adapter = PeftAdapterFolder.Read(directory, baseEncoder);
+        using var adapter = PeftAdapterFolder.Read(directory, baseEncoder.Model);
         if (adapter.ClassCount is not { } classCount)
             throw new InvalidDataException($"'{directory}' has no classification head ({PeftKeyMap.HeadToPeft("weight")}): PEFT saves it only when " +
                                            "the adapter was trained with task_type SEQ_CLS or modules_to_save [\"classifier\"]. Start a new fit from the adapter " +
@@ -92,12 +92,13 @@ public sealed partial class LoraTextClassificationTransformer
         };
         var env = MLContextAccess.EnvironmentOf(mlContext);
         var device = MLContextAccess.Device(env);
-        var network = BuildModel(baseEncoder.Model.Clone(), settings);
+        var shared = SharedBaseEncoder.For(baseEncoder);
+        var network = BuildModel(shared.CreateEncoder(frozen: true), settings);
         try
         {
             adapter.CopyInto(network, copyHead: true);
             network.to(device);
-            return new LoraTextClassificationTransformer(env, network, baseEncoder.Tokenizer, settings, device);
+            return new LoraTextClassificationTransformer(env, network, shared, settings, device);
         }
         catch
         {

@@ -15,7 +15,7 @@ namespace MLNet.Lora.Peft;
 /// <param name="Sidecar">The folder's <c>mlnet_lora.json</c>, or null.</param>
 /// <param name="Directory">The folder, for messages.</param>
 internal sealed record PeftAdapter(LoraConfig Config, IReadOnlyDictionary<string, Tensor> AdapterWeights, Tensor? HeadWeight, Tensor? HeadBias,
-    PeftSidecar? Sidecar, string Directory)
+    PeftSidecar? Sidecar, string Directory) : IDisposable
 {
     /// <summary>Number of classes of the head, or null when the folder has none.</summary>
     public int? ClassCount => HeadWeight is null ? null : (int)HeadWeight.shape[0];
@@ -31,5 +31,13 @@ internal sealed record PeftAdapter(LoraConfig Config, IReadOnlyDictionary<string
         using var _ = no_grad();
         model.Classifier.weight!.copy_(HeadWeight ?? throw new InvalidOperationException("The adapter has no head."));
         model.Classifier.bias!.copy_(HeadBias!);
+    }
+
+    /// <summary>Frees the tensors read.</summary>
+    public void Dispose()
+    {
+        foreach (var tensor in AdapterWeights.Values) tensor.Dispose();
+        HeadWeight?.Dispose();
+        HeadBias?.Dispose();
     }
 }

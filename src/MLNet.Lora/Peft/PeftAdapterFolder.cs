@@ -1,5 +1,6 @@
 using MLNet.Lora.Adapters;
 using MLNet.Lora.Checkpoints;
+using MLNet.Lora.Encoders;
 using MLNet.Lora.Integration;
 using MLNet.Lora.Training;
 using static TorchSharp.torch;
@@ -40,13 +41,13 @@ internal static class PeftAdapterFolder
 
     /// <summary>
     /// Reads the adapter in <paramref name="directory"/> for <paramref name="baseEncoder"/>: every key and shape is checked
-    /// against the encoder, and anything that cannot be honoured is refused naming the key or field. The tensors belong to
-    /// the caller's dispose scope.
+    /// against the encoder, and anything that cannot be honoured is refused naming the key or field. Dispose the result.
     /// </summary>
-    public static PeftAdapter Read(string directory, PretrainedEncoder baseEncoder)
+    public static PeftAdapter Read(string directory, BertModel baseEncoder)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         ArgumentNullException.ThrowIfNull(baseEncoder);
+        using var scope = NewDisposeScope();
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"PEFT adapter folder '{directory}' does not exist.");
         string configPath = Path.Combine(directory, PeftAdapterConfig.FileName);
         if (!File.Exists(configPath)) throw new FileNotFoundException($"'{directory}' is not a PEFT adapter folder: {PeftAdapterConfig.FileName} is missing.", configPath);
@@ -60,7 +61,7 @@ internal static class PeftAdapterFolder
         var tensors = weightsPath == safetensors ? CheckpointFiles.ReadSafetensors(weightsPath) : CheckpointFiles.ReadPickle(weightsPath);
 
         // The base's linear layers, [out, in], by module path.
-        var shapes = baseEncoder.Model.named_parameters()
+        var shapes = baseEncoder.named_parameters()
             .Where(p => p.name.EndsWith(".weight", StringComparison.Ordinal) && LoraModulePaths.KindOf(p.name[..^".weight".Length]) != LoraTargetModules.None)
             .ToDictionary(p => p.name[..^".weight".Length], p => p.parameter.shape, StringComparer.Ordinal);
         long hidden = baseEncoder.Config.HiddenSize;
@@ -90,7 +91,7 @@ internal static class PeftAdapterFolder
             if (!tensor.shape.SequenceEqual(expected))
                 throw new NotSupportedException($"'{weightsPath}': tensor '{key}' has shape {CheckpointKeyMap.Format(tensor.shape)} but the base layer '{path}' " +
                                                 $"({baseShape[0]} out, {baseShape[1]} in) with rank {rank} from {PeftAdapterConfig.FileName} needs {CheckpointKeyMap.Format(expected)}.");
-            adapter[mapped] = tensor.to(float32);
+            adapter[mapped] = tensor.to(float32).clone().DetachFromDisposeScope();
         }
         if ((headWeight is null) != (headBias is null) || (headWeight is not null && headWeight.shape[0] != headBias!.shape[0]))
             throw new InvalidDataException($"'{weightsPath}': the head needs both '{PeftKeyMap.HeadToPeft("weight")}' and '{PeftKeyMap.HeadToPeft("bias")}' with the same number of classes.");
@@ -101,7 +102,7 @@ internal static class PeftAdapterFolder
 
         string sidecarPath = Path.Combine(directory, PeftSidecar.FileName);
         var sidecar = File.Exists(sidecarPath) ? PeftSidecar.Read(sidecarPath) : null;
-        return new PeftAdapter(config, adapter, headWeight?.to(float32), headBias?.to(float32), sidecar, directory);
+        return new PeftAdapter(config, adapter, headWeight?.to(float32).clone().DetachFromDisposeScope(), headBias?.to(float32).clone().DetachFromDisposeScope(), sidecar, directory);
     }
 
     /// <summary>What <c>base_model_name_or_path</c> says: the Hugging Face name of the default encoder, else the folder or file it came from.</summary>
