@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Encoders;
 using MLNet.Lora.Tests.Checkpoints;
@@ -96,6 +97,27 @@ public class PeftImportTests : IDisposable
         layers["encoder.layer.1.attention.self.query"].Layer.Scaling("default").Should().Be(4.0);
         layers["encoder.layer.1.attention.self.value"].Layer.Scaling("default").Should().Be(0.75);
         layers["encoder.layer.1.attention.self.query"].A.shape.Should().Equal(2, 32);
+    }
+
+    [Fact]
+    public void AnImportedAdapterWithPerLayerRanksSavesAndLoadsAsAModelFile()
+    {
+        using var encoder = TinyEncoders.Create();
+        var writer = new PeftFolderWriter { Rank = 4, RankPattern = new() { ["key"] = 2 }, AlphaPattern = new() { ["encoder.layer.0.attention.self.query"] = 1 }, TargetModules = ["query", "key"] };
+        writer.Write(folder.Combine("zip-source"), encoder.Model);
+        var ml = new MLContext(1);
+        using var imported = LoraTextClassificationTransformer.LoadPeftAdapter(ml, folder.Combine("zip-source"), encoder, classNames: ["a", "b", "c"]);
+        var data = ml.Data.LoadFromEnumerable(Texts.Select(t => new TextRow { Text = t }));
+        string path = folder.Combine("imported.zip");
+        ml.Model.SaveWithAdapters(imported, data.Schema, path);
+        var loaded = ml.Model.LoadWithAdapters(path, out _, baseEncoder: encoder);
+
+        var lora = ((IEnumerable<ITransformer>)loaded).OfType<LoraTextClassificationTransformer>().Single();
+        lora.Settings.Lora.RankPattern.Should().BeEquivalentTo(new Dictionary<string, int> { ["key"] = 2 });
+        lora.Settings.Classes!.Values.Should().Equal("a", "b", "c");
+        var expected = imported.PredictProbabilities(Texts);
+        var actual = lora.PredictProbabilities(Texts);
+        for (int i = 0; i < Texts.Length; i++) actual[i].Should().Equal(expected[i]);
     }
 
     [Fact]
