@@ -189,7 +189,7 @@ internal static class AdapterModelArchive
         using (loaded)
         {
             CheckSameBase(recorded, loaded.Identity, filePath);
-            return SharedBaseEncoder.For(loaded);
+            return SharedBaseEncoder.For(loaded, loadedToShare: true);
         }
     }
 

@@ -319,6 +319,9 @@ public class ReliabilityTests(TinyEncoderFixture fixture) : IClassFixture<TinyEn
         shared.Should().NotBeNull();
         loaded.Should().OnlyContain(l => ReferenceEquals(l.BaseEncoder, shared) && shared.Shares(l.Model.Encoder));
         Lora(model).BaseEncoder.Should().BeSameAs(shared);
+        // The frozen base stays bit-identical: the user's encoder and the shared weights hash as before the fit.
+        PretrainedEncoder.ComputeWeightsSha256(encoder.Model).Should().Be(encoder.Identity.Sha256);
+        using (var view = shared.CreateEncoder(frozen: true)) PretrainedEncoder.ComputeWeightsSha256(view).Should().Be(encoder.Identity.Sha256);
         return new WeakReference(shared);
     }
 
