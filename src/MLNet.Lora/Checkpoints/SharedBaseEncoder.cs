@@ -48,16 +48,20 @@ internal sealed class SharedBaseEncoder
     }
 
     /// <summary>
-    /// The entry for <paramref name="encoder"/>'s weights: the live one with the same SHA-256, or a new one aliasing
-    /// them (so the caller may dispose <paramref name="encoder"/> whenever it likes).
+    /// The entry for <paramref name="encoder"/>'s weights: the live one with the same SHA-256, or a new one. A new entry
+    /// copies the weights of an encoder the caller keeps (so later changes to it never reach the models over this base),
+    /// and takes those of one the caller only loaded to share (<paramref name="loadedToShare"/>: aliased, no copy; the
+    /// caller may dispose it at once).
     /// </summary>
-    public static SharedBaseEncoder For(PretrainedEncoder encoder)
+    public static SharedBaseEncoder For(PretrainedEncoder encoder, bool loadedToShare = false)
     {
         ArgumentNullException.ThrowIfNull(encoder);
         lock (Live)
         {
             if (TryGet(encoder.Identity.Sha256) is { } live) return live;
-            var shared = new SharedBaseEncoder(Alias(encoder.Model), encoder.Tokenizer, encoder.Identity);
+            var weights = loadedToShare ? Alias(encoder.Model) : encoder.Model.Clone();
+            weights.eval();
+            var shared = new SharedBaseEncoder(weights, encoder.Tokenizer, encoder.Identity);
             Live[encoder.Identity.Sha256] = new WeakReference<SharedBaseEncoder>(shared);
             return shared;
         }

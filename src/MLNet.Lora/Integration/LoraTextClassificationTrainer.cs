@@ -365,7 +365,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         channel.Info(MessageSensitivity.None, $"Loading the base encoder from {options.BaseModel}.");
         var cache = options.CacheDirectory is null ? null : new CheckpointCache(options.CacheDirectory);
         using var loaded = PretrainedEncoder.Load(options.BaseModel, cache);
-        return SharedBaseEncoder.For(loaded);
+        return SharedBaseEncoder.For(loaded, loadedToShare: true);
     }
 
     private static void CheckShape(SchemaShape schema, string name, string role)
