@@ -120,25 +120,24 @@ public static class LoraInjector
         LoadAdapterState(model, state, adapterName, prefix, AdapterKeyStyle.Peft, "the saved adapter");
 
     /// <summary>
-    /// Copies the adapter weights of <paramref name="state"/> (keys in <paramref name="style"/>) into adapter
-    /// <paramref name="adapterName"/>. Every adapter weight must be there with its shape; other keys are left to the caller.
+    /// Copies <paramref name="state"/> (keys in <paramref name="style"/>) into adapter <paramref name="adapterName"/>: every
+    /// adapter weight must be there with its shape, and nothing else; errors name the key and <paramref name="sourceName"/>.
     /// </summary>
     internal static void LoadAdapterState(nn.Module model, IReadOnlyDictionary<string, Tensor> state, string adapterName, string prefix,
-        AdapterKeyStyle style, string source, bool allowOtherKeys = false)
+        AdapterKeyStyle style, string sourceName)
     {
         var expected = AdapterState(model, adapterName, prefix, style);
         foreach (var key in expected.Keys.Where(k => !state.ContainsKey(k)))
-            throw new InvalidDataException($"Adapter weight '{key}' is missing from {source}.");
-        if (!allowOtherKeys)
-            foreach (var key in state.Keys.Where(k => !expected.ContainsKey(k)))
-                throw new InvalidDataException($"Adapter weight '{key}' in {source} has no matching layer in the model (were the target modules changed?).");
+            throw new InvalidDataException($"Adapter weight '{key}' is missing from {sourceName}.");
+        foreach (var key in state.Keys.Where(k => !expected.ContainsKey(k)))
+            throw new InvalidDataException($"Adapter weight '{key}' in {sourceName} has no matching layer in the model (were the target modules changed?).");
         using var _ = no_grad();
         foreach (var (key, target) in expected)
         {
-            Tensor source_ = state[key];
-            if (!source_.shape.SequenceEqual(target.shape))
-                throw new InvalidDataException($"Adapter weight '{key}' in {source} has shape [{string.Join(", ", source_.shape)}] but the model expects [{string.Join(", ", target.shape)}].");
-            target.copy_(source_);
+            Tensor saved = state[key];
+            if (!saved.shape.SequenceEqual(target.shape))
+                throw new InvalidDataException($"Adapter weight '{key}' in {sourceName} has shape [{string.Join(", ", saved.shape)}] but the model expects [{string.Join(", ", target.shape)}].");
+            target.copy_(saved);
         }
     }
 
