@@ -105,10 +105,9 @@ internal static class PeftAdapterFolder
         return new PeftAdapter(config, adapter, headWeight?.to(float32).clone().DetachFromDisposeScope(), headBias?.to(float32).clone().DetachFromDisposeScope(), sidecar, directory);
     }
 
-    /// <summary>What <c>base_model_name_or_path</c> says: the Hugging Face name of the default encoder, else the folder or file it came from.</summary>
-    private static string BaseModelName(EncoderIdentity identity) => identity.Source.Kind switch
-    {
-        EncoderSourceKind.Default => "sentence-transformers/" + DefaultEncoderResources.Name,
-        _ => identity.Source.Path ?? identity.Name,
-    };
+    /// <summary>What <c>base_model_name_or_path</c> says: the Hugging Face name of the default encoder, else the folder or file it came from, else its name.</summary>
+    internal static string BaseModelName(EncoderIdentity identity) =>
+        identity.Source.Kind == EncoderSourceKind.Default && identity.Name == DefaultEncoderResources.Name
+            ? "sentence-transformers/" + DefaultEncoderResources.Name
+            : identity.Source.Path ?? identity.Name;
 }

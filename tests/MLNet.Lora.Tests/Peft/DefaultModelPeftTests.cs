@@ -21,4 +21,22 @@ public class DefaultModelPeftTests(DefaultEncoderFixture fixture, ITestOutputHel
         PeftImportTests.LoadsAsTheMergedBase(writer, encoder, folder.Combine("minilm"),
             pooling: encoder.Config.AddPoolingLayer ? null : PoolingStrategy.Mean, expectedModules: 12);
     }
+
+    [Fact]
+    public void AnExportFromTheDefaultModelNamesItsHuggingFaceBase()
+    {
+        var encoder = fixture.Encoder;
+        new PeftFolderWriter { Rank = 2, Classes = 2 }.Write(folder.Combine("python"), encoder.Model);
+        var ml = new Microsoft.ML.MLContext(1);
+        using var model = LoraTextClassificationTransformer.LoadPeftAdapter(ml, folder.Combine("python"), encoder);
+        model.SavePeftAdapter(folder.Combine("exported"));
+        using var config = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder.Combine("exported"), "adapter_config.json")));
+        config.RootElement.GetProperty("base_model_name_or_path").GetString().Should().Be("sentence-transformers/all-MiniLM-L6-v2");
+        File.ReadAllText(Path.Combine(folder.Combine("exported"), "README.md")).Should().Contain("the outputs match MLNet.Lora's", "the head reads the pooler");
+
+        using var again = LoraTextClassificationTransformer.LoadPeftAdapter(ml, folder.Combine("exported"), encoder);
+        var expected = model.PredictProbabilities(PeftImportTests.Texts);
+        var actual = again.PredictProbabilities(PeftImportTests.Texts);
+        for (int i = 0; i < expected.Length; i++) actual[i].Should().Equal(expected[i]);
+    }
 }
