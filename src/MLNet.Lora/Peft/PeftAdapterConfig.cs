@@ -83,15 +83,17 @@ internal static class PeftAdapterConfig
     /// </summary>
     public static LoraConfig Read(string json, string file, int layerCount)
     {
-        JsonElement root;
+        JsonDocument document;
         try
         {
-            root = JsonDocument.Parse(json).RootElement;
+            document = JsonDocument.Parse(json);
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"'{file}' is not valid JSON: {e.Message}", e);
         }
+        using var _ = document;
+        var root = document.RootElement;
         if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"'{file}' is not a JSON object.");
 
         string peftType = String(root, "peft_type", file) ?? "LORA";
