@@ -138,6 +138,8 @@ internal static class AdapterModelArchive
                 var settings = reader.Read(part.Entry + "settings.json", s => JsonSerializer.Deserialize<LoraModelSettings>(s, Json))
                     ?? throw new InvalidDataException($"'{filePath}': entry '{part.Entry}settings.json' is empty.");
                 var shared = ResolveBase(settings, baseEncoder, cache, filePath);
+                // Files written before Pooler pooling refused encoders without a pooler computed [CLS] there.
+                if (settings.Pooling == Encoders.PoolingStrategy.Pooler && !shared.Config.AddPoolingLayer) settings = settings with { Pooling = Encoders.PoolingStrategy.Cls };
                 var model = LoraTextClassificationTransformer.BuildModel(shared.CreateEncoder(frozen: settings.Mode != Training.FineTuningMode.Full), settings);
                 var device = MLContextAccess.Device(env);
                 model.to(device);

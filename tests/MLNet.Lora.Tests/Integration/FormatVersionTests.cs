@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.Lora.Adapters;
+using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Encoders;
 using MLNet.Lora.Training;
 
@@ -54,5 +55,52 @@ public class FormatVersionTests
         var trained = model.TrainedWeights(FineTuningMode.Lora);
         trained.Keys.Should().BeEquivalentTo(saved.Keys);
         foreach (var (key, tensor) in trained) tensor.shape.Should().Equal(saved[key].shape, key);
+    }
+
+    /// <summary>
+    /// Before Pooler pooling refused an encoder without a pooler, it pooled [CLS] there. Such a file (the version-1
+    /// fixture, rewritten to say Pooler over the same encoder without its pooler) still loads, and scores as [CLS].
+    /// </summary>
+    [Fact]
+    public void AnOldFileWithPoolerPoolingOverAnEncoderWithoutAPoolerScoresAsCls()
+    {
+        using var withPooler = TinyEncoders.Create(seed: 11);
+        var withoutPooler = new BertModel(withPooler.Config with { AddPoolingLayer = false });
+        using (TorchSharp.torch.no_grad())
+        {
+            var source = withPooler.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            foreach (var (name, parameter) in withoutPooler.named_parameters()) parameter.copy_(source[name]);
+        }
+        using var encoder = new PretrainedEncoder(withoutPooler, TinyEncoders.Tokenizer(),
+            new EncoderIdentity("tiny-no-pooler", PretrainedEncoder.ComputeWeightsSha256(withoutPooler), EncoderSource.Default));
+
+        string Rewritten(string pooling)
+        {
+            string path = Path.Combine(Path.GetTempPath(), $"mlnet-lora-v1-{pooling}-{Guid.NewGuid():N}.zip");
+            File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "lora-v1.zip"), path);
+            using var zip = System.IO.Compression.ZipFile.Open(path, System.IO.Compression.ZipArchiveMode.Update);
+            var entry = zip.GetEntry("part-1/settings.json")!;
+            string json;
+            using (var reader = new StreamReader(entry.Open())) json = reader.ReadToEnd();
+            json = json.Replace("\"Pooling\": \"Mean\"", $"\"Pooling\": \"{pooling}\"")
+                .Replace("587649c32e261bceb497e1e4f09ae62835105b062f4bce4ce674dc3545115c02", encoder.Identity.Sha256);
+            entry.Delete();
+            using (var writer = new StreamWriter(zip.CreateEntry("part-1/settings.json").Open())) writer.Write(json);
+            return path;
+        }
+        string pooler = Rewritten("Pooler"), cls = Rewritten("Cls");
+        try
+        {
+            var ml = new MLContext(seed: 1);
+            var data = ml.Data.LoadFromEnumerable(new[] { new TextRow { Text = "the movie was very good" }, new TextRow { Text = "a film" } });
+            var expected = ml.Model.LoadWithAdapters(cls, out _, baseEncoder: encoder).Transform(data).GetColumn<float[]>("Score").ToArray();
+            var actual = ml.Model.LoadWithAdapters(pooler, out _, baseEncoder: encoder).Transform(data).GetColumn<float[]>("Score").ToArray();
+            for (int i = 0; i < expected.Length; i++) actual[i].Should().Equal(expected[i]);
+        }
+        finally
+        {
+            File.Delete(pooler);
+            File.Delete(cls);
+        }
     }
 }
