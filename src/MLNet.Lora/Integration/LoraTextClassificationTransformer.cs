@@ -202,14 +202,7 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     /// The weights a fit changed, by parameter name: adapters and head, the whole network, or the head alone. They are
     /// the live network's: hold a <see cref="Use"/> lease while using them.
     /// </summary>
-    internal Dictionary<string, Tensor> TrainedWeights() => Live().named_parameters()
-        .Where(p => Settings.Mode switch
-        {
-            FineTuningMode.Full => true,
-            FineTuningMode.HeadOnly => p.name.StartsWith("classifier.", StringComparison.Ordinal),
-            _ => p.name.StartsWith("classifier.", StringComparison.Ordinal) || p.name.Contains(".lora_A.") || p.name.Contains(".lora_B."),
-        })
-        .ToDictionary(p => p.name, p => (Tensor)p.parameter);
+    internal Dictionary<string, Tensor> TrainedWeights() => Live().TrainedWeights(Settings.Mode);
 
     /// <summary>Copies saved <paramref name="weights"/> in by name; every trained weight must be present with its shape.</summary>
     /// <summary>
