@@ -73,19 +73,40 @@ internal static class CommonOptions
         Required = required,
     };
 
-    public static Option<int?> Threads() => new("--threads")
+    public static Option<int?> Threads()
     {
-        Description = "Torch intra-op threads (default: MLNET_LORA_THREADS, else the container's CPU quota, else every processor).",
-        Recursive = true,
-        Validators = { r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--threads must be at least 1."); } },
-    };
-
-    public static Option<int?> PositiveInt(string name, string description, params string[] aliases)
-    {
-        var option = new Option<int?>(name, aliases) { Description = description };
-        option.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError($"{name} must be at least 1 (was {r.GetValueOrDefault<int?>()})."); });
+        var option = PositiveInt("--threads", "Torch intra-op threads (default: MLNET_LORA_THREADS, else the container's CPU quota, else every processor).");
+        option.Recursive = true;
         return option;
     }
+
+    /// <summary>A whole number of at least 1; anything else is an error naming the option and the value.</summary>
+    public static Option<int?> PositiveInt(string name, string description, params string[] aliases) => new(name, aliases)
+    {
+        Description = description,
+        CustomParser = result =>
+        {
+            string text = result.Tokens.Single().Value;
+            if (int.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out int value) && value >= 1)
+                return value;
+            result.AddError($"{name} must be a whole number of at least 1 (was '{text}').");
+            return null;
+        },
+    };
+
+    /// <summary>A number that <paramref name="valid"/> accepts; anything else is an error naming the option, the value and the <paramref name="rule"/>.</summary>
+    public static Option<double?> Number(string name, string description, Func<double, bool> valid, string rule) => new(name)
+    {
+        Description = description,
+        CustomParser = result =>
+        {
+            string text = result.Tokens.Single().Value;
+            if (double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value) && valid(value))
+                return value;
+            result.AddError($"{name} must be a number {rule} (was '{text}').");
+            return null;
+        },
+    };
 
     /// <summary>A comma-separated list (<c>2,4,8</c>), each item parsed by <paramref name="parse"/>; an item that does not parse is an error naming the option.</summary>
     public static Option<IReadOnlyList<T>?> List<T>(string name, string description, Func<string, T> parse, string example) => new(name)

@@ -20,7 +20,6 @@ internal sealed class TrainerOptionSet
     public TrainerOptionSet(bool sweptByTheCaller)
     {
         swept = sweptByTheCaller;
-        Validation.Validators.Add(r => { if (r.GetValueOrDefault<double?>() is { } v && !(v >= 0 && v < 1)) r.AddError($"--validation-fraction must be in [0, 1) (was {v})."); });
     }
 
     public Option<string> BaseModel { get; } = new("--base-model")
@@ -66,7 +65,8 @@ internal sealed class TrainerOptionSet
 
     public Option<double?> MaxGradientNorm { get; } = new("--max-grad-norm") { Description = "Gradient clipping threshold; 0 turns it off (default 1)." };
 
-    public Option<double?> Validation { get; } = new("--validation-fraction") { Description = "Share of the training rows held out for validation when no --validation-dataset is given (default 0)." };
+    public Option<double?> Validation { get; } = CommonOptions.Number("--validation-fraction",
+        "Share of the training rows held out for validation when no --validation-dataset is given (default 0).", v => v >= 0 && v < 1, "in [0, 1)");
 
     public Option<int?> EarlyStopping { get; } = CommonOptions.PositiveInt("--early-stopping-patience", "With validation data: stop after this many epochs without improvement.");
 
