@@ -60,7 +60,8 @@ internal static class EvaluateCommand
         }
         console.Ansi.Write(perClass);
 
-        var confusion = new Table { Title = new TableTitle("confusion matrix (rows: actual, columns: predicted)") };
+        console.Line("Confusion matrix (rows: actual, columns: predicted):");
+        var confusion = new Table();
         confusion.AddColumn("actual \\ predicted");
         foreach (string name in classes.Take(counts.Count)) confusion.AddColumn(Markup.Escape(name));
         for (int i = 0; i < counts.Count; i++)
