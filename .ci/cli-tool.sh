@@ -41,7 +41,7 @@ write() {   # file rows seed positive-words negative-words
 write "$work/train.tsv" 96 1 "good great fine lovely" "bad awful poor dull"
 write "$work/test.tsv" 40 2 "excellent wonderful" "terrible boring"
 
-"$tool" --help | head -12
+"$tool" --help > "$work/help.txt"; head -12 "$work/help.txt"
 "$tool" train --dataset "$work/train.tsv" --label-col Sentiment --text-col Review --epochs 2 --batch-size 16 \
     --max-seq-len 32 --seed 1 --output "$work/model.zip"
 "$tool" evaluate --model "$work/model.zip" --dataset "$work/test.tsv" --label-col Sentiment --text-col Review | tee "$work/evaluate.txt"

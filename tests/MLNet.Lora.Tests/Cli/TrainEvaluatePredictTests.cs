@@ -22,7 +22,7 @@ public class TrainEvaluatePredictTests(CliWorkspace workspace) : IClassFixture<C
         string model = await Train();
         var (code, output, error) = await CliWorkspace.RunInProcess("evaluate", "-m", model, "--dataset", workspace.Validation);
         code.Should().Be(0, error);
-        output.Should().Contain("micro accuracy").And.Contain("macro-F1").And.Contain("confusion matrix").And.Contain("positive").And.Contain("negative");
+        output.Should().Contain("micro accuracy").And.Contain("macro-F1").And.Contain("Confusion matrix").And.Contain("positive").And.Contain("negative");
         double accuracy = double.Parse(output.Split('\n').Single(l => l.Contains("micro accuracy")).Split('│', StringSplitOptions.TrimEntries)[2], System.Globalization.CultureInfo.InvariantCulture);
         accuracy.Should().BeInRange(0, 1);
 
@@ -49,6 +49,15 @@ public class TrainEvaluatePredictTests(CliWorkspace workspace) : IClassFixture<C
         parts.Should().OnlyContain(p => p[0] == lines[0], "each shard is a TSV with the header");
         parts.SelectMany(p => p.Skip(1)).Should().Equal(lines.Skip(1), "the shards in order are the unsharded output");
         parts.Select(p => p.Length - 1).Should().Equal(16, 16, 16);
+
+        // The forgetting report against the model's own base (found from the model file), on a retention dataset.
+        string report = Path.Combine(folder, "forgetting.json");
+        (code, output, error) = await CliWorkspace.RunInProcess("forgetting", "-m", model, "--retention", $"topics={workspace.Validation}",
+            "--dataset", workspace.Train, "-o", report);
+        code.Should().Be(0, error);
+        output.Should().Contain("topics");
+        var retention = MLNet.Lora.Forgetting.ForgettingReport.LoadJson(report).Retention.Should().ContainSingle().Subject;
+        (retention.Task, retention.Reference, retention.Candidate).Should().Be(("topics", "base", "fine-tuned"));
     }
 
     [Fact]
