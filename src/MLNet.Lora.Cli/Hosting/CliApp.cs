@@ -7,8 +7,12 @@ namespace MLNet.Lora.Cli;
 /// <summary>The <c>mlnet-lora</c> command tree, and how every command runs: threads first, user errors as one line.</summary>
 internal static class CliApp
 {
-    /// <summary>Exit codes: 0 done, 1 a user or data error (one line on standard error), 2 bad arguments, 130 cancelled (Ctrl+C).</summary>
-    public const int Failed = 1, BadArguments = 2, Cancelled = 130;
+    /// <summary>
+    /// Exit codes: 0 done, 1 a user or data error (one line on standard error), 2 bad arguments, 3 an unexpected error
+    /// (the whole exception on standard error; a retry may help), 130 cancelled (Ctrl+C). A batch system can fail a
+    /// shard at once on 1 and 2 and retry it on anything else (see examples/kubernetes).
+    /// </summary>
+    public const int Failed = 1, BadArguments = 2, Unexpected = 3, Cancelled = 130;
 
     public static RootCommand Build(CliConsole console)
     {
@@ -67,6 +71,11 @@ internal static class CliApp
         {
             console.Note($"error: {e.Message}");
             return Failed;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            console.Note($"unexpected error: {e}");
+            return Unexpected;
         }
     }
 

@@ -13,7 +13,11 @@ internal static class SweepAssertions
             (a.Number, a.Rung, a.Settings, a.Epochs).Should().Be((e.Number, e.Rung, e.Settings, e.Epochs));
             (a.Accuracy, a.MacroAccuracy, a.MacroF1).Should().Be((e.Accuracy, e.MacroAccuracy, e.MacroF1), $"trial #{e.Number} trains the same way in either path");
             a.LogLoss.Should().BeApproximately(e.LogLoss, 1e-6);
-            (a.TrainableParameters, a.AdapterFileBytes, a.Error).Should().Be((e.TrainableParameters, e.AdapterFileBytes, e.Error));
+            (a.TrainableParameters, a.Error).Should().Be((e.TrainableParameters, e.Error));
+            // Same weights, but ML.NET's nested model zips stamp their entries with the save time, which moves the
+            // compressed size by a few bytes from one save to the next.
+            (a.AdapterFileBytes is null).Should().Be(e.AdapterFileBytes is null);
+            if (e.AdapterFileBytes is { } bytes) a.AdapterFileBytes!.Value.Should().BeCloseTo(bytes, 64);
             (a.IsParetoOptimal, a.IsBest, a.Promoted).Should().Be((e.IsParetoOptimal, e.IsBest, e.Promoted), $"trial #{e.Number}'s marks");
             a.TrainingHistory.Select(h => h.TrainingLoss).Should().Equal(e.TrainingHistory.Select(h => h.TrainingLoss));
         }
