@@ -4,8 +4,9 @@ using Microsoft.ML;
 namespace MLNet.Lora.Cli.Commands;
 
 /// <summary>
-/// <c>export</c>: writes a model in another format. The formats come from <see cref="Exporters"/>: a format whose
-/// exporter this build lacks is named with what it needs, so that wiring one in is one entry in that table.
+/// <c>export</c>: writes a model in another format: a PEFT adapter folder (Hugging Face PEFT reads it), or ONNX. The
+/// formats come from <see cref="Exporters"/>: a format whose exporter this build lacks is named with what it needs, so
+/// that wiring one in is one entry in that table.
 /// </summary>
 internal static class ExportCommand
 {
@@ -16,7 +17,11 @@ internal static class ExportCommand
     public static IReadOnlyDictionary<string, (Exporter? Export, string Needs)> Exporters { get; } = new Dictionary<string, (Exporter?, string)>(StringComparer.OrdinalIgnoreCase)
     {
         ["onnx"] = (null, "ONNX export of a LoRA classifier (merged adapters, tokenizer ids in, probabilities out), which MLNet.Lora is adding"),
-        ["peft"] = (null, "PEFT adapter export (adapter_config.json and adapter_model.safetensors for Hugging Face PEFT), which MLNet.Lora is adding"),
+        ["peft"] = ((ml, model, output, console) =>
+        {
+            model.Lora.SavePeftAdapter(output);
+            console.Line($"Wrote the PEFT adapter folder '{output}' (adapter_config.json, adapter_model.safetensors, README.md, mlnet_lora.json).");
+        }, "LoraTextClassificationTransformer.SavePeftAdapter"),
     };
 
     public static Command Create(CliConsole console)

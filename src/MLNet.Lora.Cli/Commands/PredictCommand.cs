@@ -63,7 +63,7 @@ internal static class PredictCommand
                 }
                 if (!console.Interactive || first + Chunk >= end) console.Note($"{Math.Min(first + Chunk, end) - start} of {end - start} rows scored");
             }
-            MLNet.Lora.Forgetting.AtomicFile.WriteAllText(path, lines.ToString());
+            MLNet.Lora.IO.AtomicFile.WriteAllText(path, lines.ToString());
             console.Line($"Wrote {end - start} predictions to '{path}'.");
             return Task.FromResult(0);
         }, token));

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
-using MLNet.Lora.Forgetting;
+using MLNet.Lora.IO;
 
 namespace MLNet.Lora.Sweeps;
 

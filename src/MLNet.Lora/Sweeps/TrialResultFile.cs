@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using MLNet.Lora.Forgetting;
+using MLNet.Lora.IO;
 using MLNet.Lora.Training;
 
 namespace MLNet.Lora.Sweeps;

@@ -50,6 +50,13 @@ public class TrainEvaluatePredictTests(CliWorkspace workspace) : IClassFixture<C
         parts.SelectMany(p => p.Skip(1)).Should().Equal(lines.Skip(1), "the shards in order are the unsharded output");
         parts.Select(p => p.Length - 1).Should().Equal(16, 16, 16);
 
+        // The PEFT adapter folder, through the library's exporter.
+        string peft = Path.Combine(folder, "peft");
+        (code, output, error) = await CliWorkspace.RunInProcess("export", "-m", model, "--format", "peft", "-o", peft);
+        code.Should().Be(0, error);
+        File.Exists(Path.Combine(peft, "adapter_config.json")).Should().BeTrue();
+        File.Exists(Path.Combine(peft, "adapter_model.safetensors")).Should().BeTrue();
+
         // The forgetting report against the model's own base (found from the model file), on a retention dataset.
         string report = Path.Combine(folder, "forgetting.json");
         (code, output, error) = await CliWorkspace.RunInProcess("forgetting", "-m", model, "--retention", $"topics={workspace.Validation}",
