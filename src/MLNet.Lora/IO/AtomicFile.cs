@@ -52,7 +52,7 @@ internal static class AtomicFile
             }
             catch (Exception e) when (e is UnauthorizedAccessException or IOException)
             {
-                throw new UnauthorizedAccessException($"Cannot write '{path}': folder '{folder}' is not writable ({e.Message}).", e);
+                throw new UnauthorizedAccessException($"Cannot write '{path}': no file can be created in folder '{folder}' ({e.GetType().Name}). Check its permissions and free space, or choose another folder.", e);
             }
             using (file)
             {

@@ -102,7 +102,9 @@ internal static class AdapterModelArchive
             schema = transformer.GetOutputSchema(schema);
         }
         FlushRun();
-        AdapterModelArchive.WriteEntry(zip, ManifestEntry, s => JsonSerializer.Serialize(s, new Manifest(FormatVersion, parts, hashes), Json));
+        // Stored, not deflated: the hashes of ML.NET's time-stamped entries change with every save, and a file's size
+        // should not.
+        AdapterModelArchive.WriteEntry(zip, ManifestEntry, s => JsonSerializer.Serialize(s, new Manifest(FormatVersion, parts, hashes), Json), CompressionLevel.NoCompression);
     }
 
     public static ITransformer Load(ModelOperationsCatalog catalog, string filePath, out DataViewSchema inputSchema,
@@ -206,12 +208,12 @@ internal static class AdapterModelArchive
     };
 
     /// <summary>Writes one entry and returns the SHA-256 of its bytes.</summary>
-    private static string WriteEntry(ZipArchive zip, string name, Action<Stream> write)
+    private static string WriteEntry(ZipArchive zip, string name, Action<Stream> write, CompressionLevel compression = CompressionLevel.Optimal)
     {
         using var buffer = new MemoryStream();
         write(buffer);
         buffer.Position = 0;
-        using (var stream = zip.CreateEntry(name, CompressionLevel.Optimal).Open()) buffer.CopyTo(stream);
+        using (var stream = zip.CreateEntry(name, compression).Open()) buffer.CopyTo(stream);
         return Convert.ToHexStringLower(SHA256.HashData(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)));
     }
 

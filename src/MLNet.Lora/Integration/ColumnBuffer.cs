@@ -29,7 +29,7 @@ internal abstract class ColumnBuffer
     public abstract ValueGetter<TValue> Getter<TValue>(Func<int> row);
 
     private protected static T Own<T>(T value) =>
-        value is ReadOnlyMemory<char> text ? (T)(object)text.ToArray().AsMemory() : value;
+        value is ReadOnlyMemory<char> text ? (T)(object)new ReadOnlyMemory<char>(text.ToArray()) : value;
 
     private sealed class ValueBuffer<T>(DataViewRowCursor cursor, DataViewSchema.Column column) : ColumnBuffer
     {
