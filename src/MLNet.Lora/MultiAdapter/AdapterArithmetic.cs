@@ -24,9 +24,9 @@ internal static class AdapterArithmetic
     {
         var weighted = deltas.Select((d, i) => Trim(d, density).mul(weights[i])).ToArray();
         Tensor stacked = stack(weighted);                                 // [parts, ...]
-        Tensor elected = stacked.sum(0).sign();
+        Tensor elected = stacked.sum(dim: 0).sign();
         Tensor agree = stacked.sign().eq(elected.unsqueeze(0)).logical_and(stacked.ne(0)).to(stacked.dtype);
-        return stacked.mul(agree).sum(0).div(agree.sum(0).clamp_min(1));
+        return stacked.mul(agree).sum(dim: 0).div(agree.sum(dim: 0).clamp_min(1));
     }
 
     /// <summary><paramref name="delta"/> with all but its ⌈density·n⌉ largest-magnitude entries set to zero.</summary>

@@ -9,8 +9,8 @@ public sealed partial class LoraAdapterSet
 {
     /// <summary>
     /// Adds <paramref name="newName"/>, an adapter combined from <paramref name="parts"/> layer by layer (see
-    /// <see cref="AdapterCombination"/>); the parts must share their label values and pooling, and their heads are
-    /// combined with the same weights. Score the result on every task it came from, for example with the forgetting
+    /// <see cref="AdapterCombination"/>); the parts must share their label values (in any order) and pooling, and their
+    /// heads are combined with the same weights, in the first part's label order. Score the result on every task it came from, for example with the forgetting
     /// evaluator. A combined adapter has no file, so it is never evicted.
     /// </summary>
     /// <param name="newName">The combined adapter's name.</param>
@@ -37,7 +37,7 @@ public sealed partial class LoraAdapterSet
         var first = entries[0];
         foreach (var entry in entries.Skip(1))
         {
-            if (!entry.Labels.SequenceEqual(first.Labels) || entry.Settings.ClassCount != first.Settings.ClassCount)
+            if (entry.Labels.Length != first.Labels.Length || !entry.Labels.ToHashSet().SetEquals(first.Labels))
                 throw new ArgumentException($"Adapters '{first.Name}' (labels {string.Join(", ", first.Labels)}) and '{entry.Name}' (labels {string.Join(", ", entry.Labels)}) " +
                                             "have different label sets, so their heads cannot be combined; combine adapters trained on one label set.", nameof(parts));
             if (entry.Settings.Pooling != first.Settings.Pooling)
@@ -64,6 +64,31 @@ public sealed partial class LoraAdapterSet
             ReleasePins(distinct);
         }
         using (combined) AddLoaded(newName, null, combined);
+    }
+
+    /// <summary>Adapter <paramref name="name"/>'s ΔW = scaling·B·A by layer path (CPU copies; it is loaded first if evicted).</summary>
+    internal Dictionary<string, Tensor> DeltaWeights(string name)
+    {
+        var entry = Find(name) ?? throw UnknownAdapter(name, "");
+        Acquire([entry]);
+        try
+        {
+            networkLock.EnterReadLock();
+            try
+            {
+                using var noGrad = no_grad();
+                return LoraInjector.FindLoraLayers(network).Where(l => l.Layer.AdapterNames.Contains(entry.Key))
+                    .ToDictionary(l => l.Path, l => l.Layer.DeltaWeight(entry.Key).cpu(), StringComparer.Ordinal);
+            }
+            finally
+            {
+                networkLock.ExitReadLock();
+            }
+        }
+        finally
+        {
+            ReleasePins([entry]);
+        }
     }
 
     /// <summary>The combined factors and head, from the loaded, pinned <paramref name="entries"/>. Call under the network read lock.</summary>
@@ -97,8 +122,11 @@ public sealed partial class LoraAdapterSet
             factors[AdapterKeys.B(path, "", AdapterKeyStyle.Peft)] = b.contiguous().cpu().clone().DetachFromDisposeScope();
             ranks[path] = (int)a.shape[0];
         }
-        Tensor headWeight = entries.Select((e, i) => e.Head!.weight!.mul(weights[i])).Aggregate((x, y) => x.add(y)).cpu().clone().DetachFromDisposeScope();
-        Tensor headBias = entries.Select((e, i) => e.Head!.bias!.mul(weights[i])).Aggregate((x, y) => x.add(y)).cpu().clone().DetachFromDisposeScope();
+        // Heads in the first part's label order (ML.NET numbers labels in order of appearance, so fits differ).
+        Tensor InFirstOrder(AdapterEntry entry, Tensor head) => head.index_select(0,
+            tensor(entries[0].Labels.Select(label => (long)Array.IndexOf(entry.Labels, label)).ToArray(), device: head.device));
+        Tensor headWeight = entries.Select((e, i) => InFirstOrder(e, e.Head!.weight!).mul(weights[i])).Aggregate((x, y) => x.add(y)).cpu().clone().DetachFromDisposeScope();
+        Tensor headBias = entries.Select((e, i) => InFirstOrder(e, e.Head!.bias!).mul(weights[i])).Aggregate((x, y) => x.add(y)).cpu().clone().DetachFromDisposeScope();
 
         // Each layer keeps its own rank, with alpha = rank so that the scaling is 1 (the weights are in the factors).
         var config = new LoraConfig
