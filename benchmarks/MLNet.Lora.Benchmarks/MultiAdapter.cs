@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace MLNet.Lora.Benchmarks;
 
 /// <summary>
-/// Section 8: many adapters over one base. Peak RSS of a <see cref="LoraAdapterSet"/> of 50 rank-8 adapters, of one
+/// Section 10: many adapters over one base. Peak RSS of a <see cref="LoraAdapterSet"/> of 50 rank-8 adapters, of one
 /// loaded model and of 50 loaded models (each in a fresh child process); mixed-batch throughput of 8 adapters (rows
 /// shuffled) against one model, at batch 64 on SST-2 texts; the time to add an adapter from a zip.
 /// </summary>
@@ -22,7 +22,7 @@ internal static partial class Sections
     private static void MultiAdapter(BenchmarkContext ctx)
     {
         var r = ctx.Report;
-        r.Section($"8. Many adapters over one base: memory of {SetAdapterCount} rank-8 adapters, mixed batches of {MixedAdapterCount} adapters at batch 64, adapter load time");
+        r.Section($"10. Many adapters over one base: memory of {SetAdapterCount} rank-8 adapters, mixed batches of {MixedAdapterCount} adapters at batch 64, adapter load time");
         var w = ctx.Workload;
         string folder = Directory.CreateTempSubdirectory("mlnet-lora-adapters-").FullName;
         try
@@ -93,10 +93,10 @@ internal static partial class Sections
         }
     }
 
-    /// <summary>SST-2 validation texts when the data is there, else synthetic SST-2-length sentences.</summary>
+    /// <summary>SST-2 dev texts when the data is there, else synthetic SST-2-length sentences.</summary>
     private static (List<string> Rows, string Source) ScoringTexts(BenchmarkContext ctx, int count)
     {
-        string? file = DataSets.FileOf(ctx.DataDirectory, "sst2", "validation") ?? DataSets.FileOf(ctx.DataDirectory, "sst2", "test");
+        string? file = DataSets.FileOf(ctx.DataDirectory, "sst2", "dev") ?? DataSets.FileOf(ctx.DataDirectory, "sst2", "test");
         return file is not null
             ? (DataSets.Sample(DataSets.Read(file), count, seed: 3).Select(t => t.Text).ToList(), $"SST-2 ({Path.GetFileName(file)})")
             : (DataSets.Synthetic(count, seed: 3).Select(t => t.Text).ToList(), "synthetic SST-2-length sentences (no SST-2 data found)");
@@ -113,7 +113,7 @@ public sealed class AdapterRow
     public string Text { get; set; } = "";
 }
 
-/// <summary>Adapter zips for the benchmark: the trainer's default LoRA settings, random non-zero factors and heads.</summary>
+/// <summary>Adapter zips for section 10: the trainer's default LoRA settings, random non-zero factors and heads.</summary>
 internal static class AdapterFiles
 {
     public static List<string> Write(MLContext ml, Workload w, string folder, int count)
@@ -136,7 +136,7 @@ internal static class AdapterFiles
     }
 }
 
-/// <summary>The memory contenders of section 8, each in a child process of this program.</summary>
+/// <summary>The memory contenders of section 10, each in a child process of this program.</summary>
 internal static class AdapterChild
 {
     private const string Marker = "ADAPTER-MEMORY";
