@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.Lora.Checkpoints;
@@ -141,22 +139,8 @@ internal static class AdapterChild
 {
     private const string Marker = "ADAPTER-MEMORY";
 
-    public static double Measure(string mode, string folder, BenchmarkOptions options)
-    {
-        string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's path.");
-        var start = new ProcessStartInfo(self) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in new[] { "--child", "adapters", "--mode", mode, "--data", folder }) start.ArgumentList.Add(a);
-        if (options.Threads is { } t) { start.ArgumentList.Add("--threads"); start.ArgumentList.Add(t.ToString(CultureInfo.InvariantCulture)); }
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        var line = stdout.Split('\n').FirstOrDefault(l => l.StartsWith(Marker));
-        if (process.ExitCode != 0 || line is null)
-            throw new InvalidOperationException($"The {mode} adapter-memory child failed (exit {process.ExitCode}): {stdout} {stderr.Result}");
-        return double.Parse(line.Split(' ')[1], CultureInfo.InvariantCulture);
-    }
+    public static double Measure(string mode, string folder, BenchmarkOptions options) =>
+        double.Parse(ChildProcess.Launch("adapters", mode, Marker, options, "--data", folder).Split(' ')[1], CultureInfo.InvariantCulture);
 
     /// <summary>In the child: load what the mode says, score 64 rows, print the peak RSS of the whole process.</summary>
     public static int Run(BenchmarkOptions options)
@@ -186,8 +170,7 @@ internal static class AdapterChild
             default:
                 throw new ArgumentException($"Unknown adapter-memory mode '{options.ChildMode}'.");
         }
-        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmHWM:"));
-        double peak = double.Parse(line.Split(':')[1].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024;
+        double peak = ChildProcess.Status("VmHWM");
         Console.WriteLine(FormattableString.Invariant($"{Marker} {peak:F1} {keep.Count}"));
         GC.KeepAlive(keep);
         return 0;

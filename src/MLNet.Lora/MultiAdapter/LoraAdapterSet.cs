@@ -223,12 +223,19 @@ public sealed partial class LoraAdapterSet : IDisposable
         lock (sync) return adapters.GetValueOrDefault(name);
     }
 
-    internal void ReleaseSnapshot(IEnumerable<AdapterEntry> entries)
+    /// <summary>Ends a cursor's hold on <paramref name="entries"/>.</summary>
+    internal void ReleaseSnapshot(IEnumerable<AdapterEntry> entries) => Release(entries, cursor: true);
+
+    /// <summary>Ends a batch's (or a cursor's) use of <paramref name="entries"/>; frees those removed that nothing uses any more.</summary>
+    private void Release(IEnumerable<AdapterEntry> entries, bool cursor)
     {
         var dead = new List<AdapterEntry>();
         lock (sync)
             foreach (var entry in entries)
-                if (--entry.Cursors == 0 && entry.Removed && entry.Pins == 0) dead.Add(entry);
+            {
+                if (cursor) entry.Cursors--; else entry.Pins--;
+                if (entry.Removed && entry.Pins == 0 && entry.Cursors == 0) dead.Add(entry);
+            }
         if (dead.Count > 0 && !IsDisposed) WithNetworkWriteLock(() => dead.ForEach(e => Unload(e, evicted: false)));
     }
 
@@ -368,14 +375,7 @@ public sealed partial class LoraAdapterSet : IDisposable
         lock (sync) return entry.Loaded;
     }
 
-    private void ReleasePins(IReadOnlyList<AdapterEntry> entries)
-    {
-        var dead = new List<AdapterEntry>();
-        lock (sync)
-            foreach (var entry in entries)
-                if (--entry.Pins == 0 && entry.Removed && entry.Cursors == 0) dead.Add(entry);
-        if (dead.Count > 0 && !IsDisposed) WithNetworkWriteLock(() => dead.ForEach(e => Unload(e, evicted: false)));
-    }
+    private void ReleasePins(IReadOnlyList<AdapterEntry> entries) => Release(entries, cursor: false);
 
     /// <summary>Adds an adapter whose weights are in memory: from a file (<paramref name="path"/>) or combined (null).</summary>
     private void AddLoaded(string name, string? path, AdapterWeights weights)

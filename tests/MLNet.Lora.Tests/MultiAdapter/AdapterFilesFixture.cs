@@ -12,10 +12,10 @@ namespace MLNet.Lora.Tests.MultiAdapter;
 /// </summary>
 public sealed class AdapterFilesFixture : IDisposable
 {
+    private readonly Integration.TinyEncoderFixture tiny = new();
+
     public AdapterFilesFixture()
     {
-        Root = Directory.CreateTempSubdirectory("mlnet-lora-multi-").FullName;
-        Encoder = TinyEncoders.CreateInFolder(Root);
         var ml = new MLContext(seed: 1);
         SentimentZip = Path.Combine(Root, "sentiment.zip");
         Save(ml, Fit(ml, SyntheticData.Sentiment(120, seed: 1), 4, LoraTargetModules.Query | LoraTargetModules.Value, PoolingStrategy.Mean, seed: 3), SentimentZip);
@@ -26,9 +26,9 @@ public sealed class AdapterFilesFixture : IDisposable
         ((IEnumerable<ITransformer>)topics).OfType<LoraTextClassificationTransformer>().Single().SavePeftAdapter(TopicsFolder);
     }
 
-    public string Root { get; }
+    public string Root => tiny.Root;
 
-    public PretrainedEncoder Encoder { get; }
+    public PretrainedEncoder Encoder => tiny.Encoder;
 
     /// <summary>Sentiment, rank 4 on query and value, mean pooling.</summary>
     public string SentimentZip { get; }
@@ -63,9 +63,5 @@ public sealed class AdapterFilesFixture : IDisposable
     private static void Save(MLContext ml, ITransformer model, string path) =>
         ml.Model.SaveWithAdapters(model, ml.Data.LoadFromEnumerable(new List<TextRow>()).Schema, path);
 
-    public void Dispose()
-    {
-        Encoder.Dispose();
-        Directory.Delete(Root, recursive: true);
-    }
+    public void Dispose() => tiny.Dispose();
 }
