@@ -50,7 +50,7 @@ internal static partial class Sections
                 Spread.Of(peaks["one"].Select(one => (one + (SetAdapterCount - 1) * baseMiB) / one)), "x", "F1");
 
             // Throughput: the package's scoring through IDataView, one model vs the set (one adapter, then eight shuffled).
-            var texts = ScoringTexts(ctx, 512);
+            var texts = ScoringTexts(ctx, ctx.Options.Quick ? 256 : 512);
             Report.Line($"texts: {texts.Source}, {texts.Rows.Count} rows, mean {texts.Rows.Average(t => t.Split(' ').Length):F1} words");
             var single = ml.Model.LoadWithAdapters(paths[0], out _, w.Encoder);
             using var set = new LoraAdapterSet(ml, w.Encoder) { InferenceBatchSize = 64 };

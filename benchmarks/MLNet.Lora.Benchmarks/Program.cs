@@ -72,7 +72,7 @@ namespace MLNet.Lora.Benchmarks
               --sections LIST    comma-separated section numbers (default all):
                                  0 GEMM peak and forward   1 training step   2 peak memory   3 inference
                                  4 tokenization and Fit throughput   5 size   6 accuracy on real data   7 forward profile
-                                 10 many adapters over one base (memory, mixed batches, load time; not in the default list)
+                                 10 many adapters over one base (memory, mixed batches, load time)
               --data DIR         the real datasets (default ../shared/data beside the repository)
               --datasets LIST    section 6's datasets (default sst2,ag_news,emotion,banking77)
               --modes LIST       section 6's modes (default Lora,Full,HeadOnly)
@@ -86,7 +86,7 @@ namespace MLNet.Lora.Benchmarks
             """;
 
         public bool Quick { get; init; }
-        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7];
+        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7, 10];
         public string? DataDirectory { get; init; }
         public string[]? Datasets { get; init; }
         public FineTuningMode[] Modes { get; init; } = [FineTuningMode.Lora, FineTuningMode.Full, FineTuningMode.HeadOnly];
