@@ -34,7 +34,12 @@ if (options.Threads is { } threads) TorchRuntime.IntraOpThreads = threads;
 TorchRuntime.EnsureLoaded();
 Clock.UseCpuTime = options.CpuClock;
 
-if (options.Child is { } child) return child == "spin" ? Sections.Spin(options.ChildMode ?? "60") : ChildProcess.Run(child, options);
+if (options.Child is { } child) return child switch
+{
+    "spin" => Sections.Spin(options.ChildMode ?? "60"),
+    "adapters" => AdapterChild.Run(options),
+    _ => ChildProcess.Run(child, options),
+};
 
 var report = new Report();
 string header = Machine.Describe(options) +
@@ -73,6 +78,7 @@ namespace MLNet.Lora.Benchmarks
                                  0 GEMM peak and forward   1 training step   2 peak memory   3 inference
                                  4 tokenization and Fit throughput   5 size   6 accuracy on real data   7 forward profile
                                  8 threads: scoring beside a busy process (every core vs the share that fits)
+                                 10 many adapters over one base (memory, mixed batches, load time)
               --data DIR         the real datasets (default ../shared/data beside the repository)
               --datasets LIST    section 6's datasets (default sst2,ag_news,emotion,banking77)
               --modes LIST       section 6's modes (default Lora,Full,HeadOnly)
@@ -86,7 +92,7 @@ namespace MLNet.Lora.Benchmarks
             """;
 
         public bool Quick { get; init; }
-        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10];
         public string? DataDirectory { get; init; }
         public string[]? Datasets { get; init; }
         public FineTuningMode[] Modes { get; init; } = [FineTuningMode.Lora, FineTuningMode.Full, FineTuningMode.HeadOnly];

@@ -37,7 +37,7 @@ internal static partial class Sections
         var w = ctx.Workload;
         var model = w.Build(FineTuningMode.Lora);
         Workload.RandomizeAdapters(model);
-        using var transformer = new LoraTextClassificationTransformer(new MLContext(seed: 1), model, w.Encoder.Tokenizer, w.Settings(FineTuningMode.Lora), CPU);
+        using var transformer = w.Transformer(model, FineTuningMode.Lora);
         transformer.MergeAdapters();
         var texts = ShortTexts(ThreadTexts);
         int original = torch.get_num_threads();
