@@ -46,10 +46,12 @@ internal static class ForgettingCommand
             ForgettingTask? newTask = parse.GetValue(data.Dataset) is { } file
                 ? new ForgettingTask("fine-tune", data.Read(parse, file.FullName).ToDataView(ml), TextColumnName: columns.Text, LabelColumnName: columns.Label!)
                 : null;
-            console.Note($"Loading the base encoder ({saved.Lora.Settings.BaseEncoder.Source}) to compare against.");
-            using var baseEncoder = PretrainedEncoder.Load(saved.Lora.Settings.BaseEncoder.Source);
+            // The model's own base (the weights it was loaded over, by SHA-256), not whatever its recorded source gives now.
+            var shared = saved.Lora.BaseEncoder;
+            console.Note($"Comparing against the model's base encoder '{shared.Identity.Name}' (SHA-256 {shared.Identity.Sha256[..12]}...).");
+            using var baseEncoder = shared.CreateEncoder(frozen: true);
             var evaluator = new ForgettingEvaluator(ml, new ForgettingEvaluator.Options { Seed = parse.GetValue(seed) });
-            var report = evaluator.Evaluate(ComparedModel.FromEncoder(baseEncoder, "base"), ComparedModel.FromTransformer(saved.Lora, "fine-tuned"),
+            var report = evaluator.Evaluate(ComparedModel.FromEncoder(baseEncoder, shared.Tokenizer, "base"), ComparedModel.FromTransformer(saved.Lora, "fine-tuned"),
                 tasks, newTask, new InlineProgress<ForgettingProgress>(p => console.Note(p.ToString())), ct);
             console.Line(report.ToString());
             if (parse.GetValue(output) is { } path)

@@ -176,7 +176,7 @@ internal static class AdapterModelArchive
             CheckSameBase(recorded, given.Identity, filePath);
             return SharedBaseEncoder.For(given);
         }
-        if (SharedBaseEncoder.TryGet(recorded.Sha256) is { } live) return live;
+        if (SharedBaseEncoder.TryGet(recorded) is { } live) return live;
         PretrainedEncoder loaded;
         try
         {

@@ -124,7 +124,7 @@ public class SaveLoadTests(TinyEncoderFixture fixture) : IClassFixture<TinyEncod
         // A base that some live model uses is found in memory; once none does, only its recorded source can give it.
         string sha;
         using (var twin = TinyEncoders.Create(seed: 21)) sha = twin.Identity.Sha256;
-        for (int i = 0; i < 5 && SharedBaseEncoder.TryGet(sha) is not null; i++)
+        for (int i = 0; i < 5 && SharedBaseEncoder.IsLive(sha); i++)
         {
             GC.Collect();
             GC.WaitForPendingFinalizers();
