@@ -99,7 +99,8 @@ public sealed partial class LoraAdapterSet : IDisposable
 
     /// <summary>
     /// The most memory the adapters (factors and heads; the base is not counted) may take, in bytes, or null for no
-    /// bound. Over it, the least recently used adapters are evicted; a batch's own adapters always stay while it runs.
+    /// bound. Over it, the least recently used adapters are evicted; a batch's own adapters always stay while it runs
+    /// (a batch needing more than fit exceeds the bound until it ends).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The bound is not positive, or smaller than an adapter in the set.</exception>
     public long? MemoryLimitBytes
@@ -226,17 +227,30 @@ public sealed partial class LoraAdapterSet : IDisposable
     /// <summary>Ends a cursor's hold on <paramref name="entries"/>.</summary>
     internal void ReleaseSnapshot(IEnumerable<AdapterEntry> entries) => Release(entries, cursor: true);
 
-    /// <summary>Ends a batch's (or a cursor's) use of <paramref name="entries"/>; frees those removed that nothing uses any more.</summary>
+    /// <summary>
+    /// Ends a batch's (or a cursor's) use of <paramref name="entries"/>; frees those removed that nothing uses any more,
+    /// and evicts down to the memory bound, which a batch needing more adapters than fit may have exceeded.
+    /// </summary>
     private void Release(IEnumerable<AdapterEntry> entries, bool cursor)
     {
         var dead = new List<AdapterEntry>();
+        bool over;
         lock (sync)
+        {
             foreach (var entry in entries)
             {
                 if (cursor) entry.Cursors--; else entry.Pins--;
                 if (entry.Removed && entry.Pins == 0 && entry.Cursors == 0) dead.Add(entry);
             }
-        if (dead.Count > 0 && !IsDisposed) WithNetworkWriteLock(() => dead.ForEach(e => Unload(e, evicted: false)));
+            over = memoryLimit is { } limit && loadedBytes > limit;
+            if (disposed) return;
+        }
+        if (dead.Count > 0 || over)
+            WithNetworkWriteLock(() =>
+            {
+                dead.ForEach(e => Unload(e, evicted: false));
+                EvictOverLimit();
+            });
     }
 
     /// <summary>The error for a row or call naming no adapter of the set.</summary>

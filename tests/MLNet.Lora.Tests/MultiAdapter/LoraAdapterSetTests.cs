@@ -318,6 +318,26 @@ public class LoraAdapterSetTests(AdapterFilesFixture files) : IClassFixture<Adap
     }
 
     [Fact]
+    public void HeadsAreCombinedInTheFirstPartsLabelOrder()
+    {
+        // The two sentiment fits numbered their labels in different orders (ML.NET keys follow first appearance).
+        using var set = NewSet(("sentiment", files.SentimentZip), ("sentiment-key", files.SentimentKeyZip));
+        set.Find("sentiment")!.Labels.Should().Equal(set.Find("sentiment-key")!.Labels.Reverse());
+        set.Combine("as-key", [("sentiment", 0.0), ("sentiment-key", 1.0)], AdapterCombination.Linear);
+        var rows = MixedRows(10, seed: 11, "sentiment-key");
+        var data = rows.Concat(rows.Select(r => new MultiRow { Adapter = "as-key", Text = r.Text })).ToList();
+        var scored = ml.Transforms.LoraMultiAdapterClassification(set).Transform(ml.Data.LoadFromEnumerable(data));
+        var scores = scored.GetColumn<float[]>("Score").ToArray();
+        var labels = scored.GetColumn<string>("PredictedLabel").ToArray();
+        for (int i = 0; i < rows.Count; i++)
+        {
+            labels[rows.Count + i].Should().Be(labels[i]);
+            // Same probabilities, listed in the first part's order: the reverse of the key adapter's for two labels.
+            ShouldMatch(scores[rows.Count + i], scores[i].Reverse().ToArray());
+        }
+    }
+
+    [Fact]
     public void TiesOnConstructedVectorsGivesThePapersResult()
     {
         using var t1 = tensor(new float[] { 1, -2, 3, 0.1f });
