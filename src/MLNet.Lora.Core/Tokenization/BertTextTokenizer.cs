@@ -4,14 +4,12 @@ namespace MLNet.Lora.Tokenization;
 
 /// <summary>
 /// WordPiece tokenization for BERT-family encoders, built on Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/>:
-/// single texts and text pairs, truncation to a maximum length, and batches padded to their longest item.
+/// single texts and text pairs, truncated to a maximum length (MLNet.Lora's <c>EncodeBatch</c> pads batches of them).
 /// </summary>
 /// <example>
 /// <code>
 /// var tokenizer = BertTextTokenizer.FromVocabulary(File.OpenRead("vocab.txt"), lowerCase: true);
 /// EncodedText one = tokenizer.Encode("How are you?", maxLength: 128);
-/// using var scope = torch.NewDisposeScope();
-/// TokenBatch batch = tokenizer.EncodeBatch(["a short one", "and a somewhat longer one"], maxLength: 128);
 /// </code>
 /// </example>
 public sealed class BertTextTokenizer
@@ -88,17 +86,6 @@ public sealed class BertTextTokenizer
             types.AsSpan(secondStart).Fill(1);
         }
         return new EncodedText(ids, types, truncated);
-    }
-
-    /// <summary>Encodes texts (and optional pairs) and pads them to the longest of the batch.</summary>
-    public TokenBatch EncodeBatch(IReadOnlyList<string?> texts, IReadOnlyList<string?>? pairs = null, int maxLength = 128,
-        TorchSharp.torch.Device? device = null)
-    {
-        if (pairs is not null && pairs.Count != texts.Count)
-            throw new ArgumentException($"{nameof(pairs)} has {pairs.Count} items but {nameof(texts)} has {texts.Count}.", nameof(pairs));
-        var encoded = new EncodedText[texts.Count];
-        for (int i = 0; i < encoded.Length; i++) encoded[i] = Encode(texts[i], pairs?[i], maxLength);
-        return TokenBatch.Collate(encoded, PadTokenId, device);
     }
 
     private IReadOnlyList<int> Words(string? text) =>
