@@ -16,11 +16,15 @@ public sealed class BertTextTokenizer
 {
     private readonly BertTokenizer tokenizer;
 
-    private BertTextTokenizer(BertTokenizer tokenizer, bool lowerCase)
+    private BertTextTokenizer(BertTokenizer tokenizer, bool lowerCase, string[] vocabulary)
     {
         this.tokenizer = tokenizer;
         LowerCase = lowerCase;
+        Vocabulary = vocabulary;
     }
+
+    /// <summary>The WordPiece vocabulary (the lines of <c>vocab.txt</c>; a token's id is its index).</summary>
+    public IReadOnlyList<string> Vocabulary { get; }
 
     /// <summary>Whether text is lower-cased before WordPiece (true for uncased checkpoints).</summary>
     public bool LowerCase { get; }
@@ -38,8 +42,13 @@ public sealed class BertTextTokenizer
     public static BertTextTokenizer FromVocabulary(Stream vocabulary, bool lowerCase)
     {
         ArgumentNullException.ThrowIfNull(vocabulary);
+        // Kept as tokens too, so that an exported model can carry its vocabulary.
+        using var reader = new StreamReader(vocabulary, System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: -1, leaveOpen: true);
+        string text = reader.ReadToEnd();
+        string[] tokens = WordPieceVocabulary.Parse(text, "vocabulary");
         var options = new BertOptions { LowerCaseBeforeTokenization = lowerCase, ApplyBasicTokenization = true };
-        return new BertTextTokenizer(BertTokenizer.Create(vocabulary, options), lowerCase);
+        using var bytes = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(text), writable: false);
+        return new BertTextTokenizer(BertTokenizer.Create(bytes, options), lowerCase, tokens);
     }
 
     /// <summary>Reads a WordPiece <c>vocab.txt</c> file.</summary>

@@ -14,7 +14,7 @@ namespace MLNet.Lora;
 /// column, scoring rows in batches. Works in pipelines, with <c>PredictionEngine</c> (one engine per thread, as ML.NET
 /// documents) and with ML.NET's evaluators. Save it with <c>mlContext.Model.SaveWithAdapters</c>.
 /// </summary>
-public sealed class LoraTextClassificationTransformer : ITransformer, IDisposable
+public sealed partial class LoraTextClassificationTransformer : ITransformer, IDisposable
 {
     private readonly TextClassificationModel model;
     private readonly BertTextTokenizer tokenizer;
