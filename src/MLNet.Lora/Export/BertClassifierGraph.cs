@@ -27,10 +27,10 @@ internal static class BertClassifierGraph
     public const string Probabilities = "probabilities";
 
     /// <summary>Builds the graph of the classifier described by <paramref name="config"/> with <paramref name="weights"/>.</summary>
-    public static GraphProto Build(ExportedWeights weights, BertConfig config, PoolingStrategy pooling, int classCount, OnnxQuantization quantization)
+    public static GraphProto Build(ExportedWeights weights, BertConfig config, PoolingStrategy pooling, int classCount, OnnxExportOptions options)
     {
         var g = new OnnxGraph();
-        var writer = new Writer(g, weights, config, quantization);
+        var writer = new Writer(g, weights, config, options);
         g.Proto.Name = "mlnet_lora_text_classifier";
         g.Proto.Input.Add(Value(InputIds, DataType.Int64, "batch", "sequence"));
         g.Proto.Input.Add(Value(AttentionMask, DataType.Int64, "batch", "sequence"));
@@ -48,7 +48,7 @@ internal static class BertClassifierGraph
         return g.Proto;
     }
 
-    private sealed class Writer(OnnxGraph g, ExportedWeights weights, BertConfig config, OnnxQuantization quantization)
+    private sealed class Writer(OnnxGraph g, ExportedWeights weights, BertConfig config, OnnxExportOptions options)
     {
         private readonly long[] splitHeads = [0, 0, config.NumAttentionHeads, config.HeadSize];
         private string? splitHeadsShape, mergeHeadsShape;
@@ -135,8 +135,8 @@ internal static class BertClassifierGraph
         {
             var (weight, shape) = weights[$"{prefix}.weight"];
             string bias = Weight($"{prefix}.bias");
-            string product = quantize && quantization == OnnxQuantization.DynamicInt8
-                ? DynamicInt8Linear.Write(g, input, prefix, weight, shape)
+            string product = quantize && options.Quantization == OnnxQuantization.DynamicInt8
+                ? DynamicInt8Linear.Write(g, input, prefix, weight, shape, options.ReduceRange ? DynamicInt8Linear.ReducedRange : DynamicInt8Linear.FullRange)
                 : g.Node("MatMul", [input, Transposed($"{prefix}.weight", weight, shape)], $"{prefix}/matmul");
             return g.Node("Add", [product, bias], $"{prefix}/output");
         }

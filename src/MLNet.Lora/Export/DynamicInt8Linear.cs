@@ -11,16 +11,19 @@ namespace MLNet.Lora.Export;
 /// </summary>
 internal static class DynamicInt8Linear
 {
+    /// <summary>The weights' symmetric int8 range, [-127, 127].</summary>
+    internal const int FullRange = 127;
+
     /// <summary>
-    /// The weights' int8 range. 7 bits (ONNX Runtime's <c>reduce_range</c>): uint8 × int8 products are summed in pairs
-    /// into int16 by AVX2's <c>vpmaddubsw</c>, and 255 · 64 · 2 stays below 32767 where 255 · 127 · 2 would saturate.
+    /// The 7-bit range of ONNX Runtime's <c>reduce_range</c>: on AVX2 without VNNI, uint8 × int8 products are summed in
+    /// pairs into int16 (<c>vpmaddubsw</c>), and 255 · 64 · 2 stays below 32767 where 255 · 127 · 2 can saturate.
     /// </summary>
-    internal const int WeightLimit = 64;
+    internal const int ReducedRange = 64;
 
     /// <summary>Writes the int8 product of <paramref name="input"/> and the [out, in] <paramref name="weight"/>; returns the float32 result's name.</summary>
-    public static string Write(OnnxGraph g, string input, string prefix, float[] weight, long[] shape)
+    public static string Write(OnnxGraph g, string input, string prefix, float[] weight, long[] shape, int limit)
     {
-        var (quantized, scales) = Quantize(weight, checked((int)shape[0]), checked((int)shape[1]));
+        var (quantized, scales) = Quantize(weight, checked((int)shape[0]), checked((int)shape[1]), limit);
         string weightName = g.Initializer($"{prefix}.weight_quantized", quantized, shape[1], shape[0]);
         string scaleName = g.Initializer($"{prefix}.weight_scale", scales, shape[0]);
         var parts = g.Node("DynamicQuantizeLinear", [input], [$"{prefix}/input_quantized", $"{prefix}/input_scale", $"{prefix}/input_zero_point"]);
@@ -32,9 +35,9 @@ internal static class DynamicInt8Linear
 
     /// <summary>
     /// Symmetric per-output-channel quantization of a PyTorch [out, in] weight into the [in, out] int8 layout MatMulInteger
-    /// takes: scale_j = max |W_j| / 64, q = round(W / scale_j), zero point 0.
+    /// takes: scale_j = max |W_j| / limit, q = round(W / scale_j), zero point 0.
     /// </summary>
-    internal static (sbyte[] Quantized, float[] Scales) Quantize(float[] weight, int outFeatures, int inFeatures)
+    internal static (sbyte[] Quantized, float[] Scales) Quantize(float[] weight, int outFeatures, int inFeatures, int limit)
     {
         var quantized = new sbyte[weight.Length];
         var scales = new float[outFeatures];
@@ -43,10 +46,10 @@ internal static class DynamicInt8Linear
             var row = weight.AsSpan(o * inFeatures, inFeatures);
             float max = 0;
             foreach (float w in row) max = Math.Max(max, Math.Abs(w));
-            float scale = max > 0 ? max / WeightLimit : 1f;
+            float scale = max > 0 ? max / limit : 1f;
             scales[o] = scale;
             for (int i = 0; i < inFeatures; i++)
-                quantized[i * outFeatures + o] = (sbyte)Math.Clamp(MathF.Round(row[i] / scale, MidpointRounding.ToEven), -WeightLimit, WeightLimit);
+                quantized[i * outFeatures + o] = (sbyte)Math.Clamp(MathF.Round(row[i] / scale, MidpointRounding.ToEven), -limit, limit);
         }
         return (quantized, scales);
     }

@@ -31,12 +31,12 @@ internal static class LoraOnnxExporter
         if (!options.Overwrite && File.Exists(full))
             throw new IOException($"Cannot export to '{path}': the file exists and {nameof(OnnxExportOptions.Overwrite)} is false.");
 
-        ModelProto model = Build(transformer, path, options.Quantization);
+        ModelProto model = Build(transformer, path, options);
         AtomicFile.WriteAllBytes(full, model.ToByteArray());
     }
 
     /// <summary>The ONNX model of <paramref name="transformer"/>; <paramref name="target"/> names the file in errors.</summary>
-    internal static ModelProto Build(LoraTextClassificationTransformer transformer, string target, OnnxQuantization quantization)
+    internal static ModelProto Build(LoraTextClassificationTransformer transformer, string target, OnnxExportOptions options)
     {
         var network = transformer.Model;
         var settings = transformer.Settings;
@@ -65,7 +65,7 @@ internal static class LoraOnnxExporter
         }
 
         BertConfig config = network.Encoder.Config;
-        var graph = BertClassifierGraph.Build(weights, config, settings.Pooling, settings.ClassCount, quantization);
+        var graph = BertClassifierGraph.Build(weights, config, settings.Pooling, settings.ClassCount, options);
         string version = typeof(LoraOnnxExporter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
             ?? typeof(LoraOnnxExporter).Assembly.GetName().Version?.ToString() ?? "unknown";
         var metadata = new OnnxModelMetadata
@@ -80,7 +80,7 @@ internal static class LoraOnnxExporter
             ClassCount = settings.ClassCount,
             Columns = new OnnxModelMetadata.ColumnNames(settings.TextColumnName, settings.SecondTextColumnName, settings.ScoreColumnName, settings.PredictedLabelColumnName),
             BaseEncoder = new OnnxModelMetadata.EncoderDescription(settings.BaseEncoder.Name, settings.BaseEncoder.Sha256, settings.BaseEncoder.Source?.ToString()),
-            Quantization = quantization == OnnxQuantization.DynamicInt8 ? "dynamic_int8" : "none",
+            Quantization = options.Quantization == OnnxQuantization.DynamicInt8 ? "dynamic_int8" : "none",
         };
 
         var model = new ModelProto

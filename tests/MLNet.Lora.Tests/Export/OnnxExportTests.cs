@@ -162,9 +162,13 @@ public class OnnxExportTests(TinyEncoderFixture fixture) : IClassFixture<TinyEnc
     {
         // [out = 2, in = 3]: row 0's largest magnitude is 2 (scale 2/64), row 1's is 0.5 (scale 0.5/64).
         float[] weight = [1f, -2f, 0.5f, 0.25f, 0f, -0.5f];
-        var (quantized, scales) = DynamicInt8Linear.Quantize(weight, outFeatures: 2, inFeatures: 3);
+        var (quantized, scales) = DynamicInt8Linear.Quantize(weight, outFeatures: 2, inFeatures: 3, limit: DynamicInt8Linear.ReducedRange);
         scales.Should().Equal(2f / 64, 0.5f / 64);
         quantized.Should().Equal(new sbyte[] { 32, 32, -64, 0, 16, -64 }, "stored [in, out]: column o holds output o");
+        // Full range: 0.3 / (0.3 / 127) = 127; 0.1 / (0.3 / 127) = 42.33 rounds to 42.
+        var (full, fullScales) = DynamicInt8Linear.Quantize([0.1f, -0.3f], outFeatures: 1, inFeatures: 2, limit: DynamicInt8Linear.FullRange);
+        fullScales.Should().Equal(0.3f / 127);
+        full.Should().Equal(new sbyte[] { 42, -127 });
     }
 
     [Fact]
@@ -260,7 +264,7 @@ public class OnnxExportTests(TinyEncoderFixture fixture) : IClassFixture<TinyEnc
     {
         var (_, _, _, lora) = Fit();
         string path = Path.Combine(folder, $"{damage}.onnx");
-        var model = LoraOnnxExporter.Build(lora, path, OnnxQuantization.None);
+        var model = LoraOnnxExporter.Build(lora, path, new OnnxExportOptions());
         if (damage == "newer")
             model.MetadataProps.Single(p => p.Key == OnnxModelMetadata.FormatVersionKey).Value = (OnnxModelMetadata.CurrentFormatVersion + 1).ToString();
         else
