@@ -13,9 +13,9 @@ nupkg="$packages/MLNet.Lora.$version.nupkg"
 [[ -f "$nupkg" ]] || { echo "package-consumer: $nupkg not found; run dotnet pack src/MLNet.Lora -c Release -o $packages first"; exit 1; }
 
 # The global packages folder keeps an extracted copy per id and version; a rebuilt 0.1.0 would not replace it, so drop
-# the stale copy of this package (and only this one) before restoring.
+# the stale copies of this repository's packages (and only those) before restoring.
 global=$(dotnet nuget locals global-packages --list | sed -E 's/^global-packages: *//')
-rm -rf "${global%/}/mlnet.lora/$version"
+for id in mlnet.lora mlnet.lora.core mlnet.lora.charts mlnet.lora.onnx; do rm -rf "${global%/}/$id/$version"; done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mlnet-lora-consumer.XXXXXX")
 trap 'rm -rf "$work"' EXIT

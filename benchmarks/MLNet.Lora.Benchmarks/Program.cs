@@ -34,7 +34,7 @@ TorchRuntime.EnsureLoaded();
 if (options.Threads is { } threads) torch.set_num_threads(threads);
 Clock.UseCpuTime = options.CpuClock;
 
-if (options.Child is { } child) return ChildProcess.Run(child, options);
+if (options.Child is { } child) return child == "deploy" ? DeployChild.Run(options) : ChildProcess.Run(child, options);
 
 var report = new Report();
 string header = Machine.Describe(options) +
@@ -72,6 +72,7 @@ namespace MLNet.Lora.Benchmarks
               --sections LIST    comma-separated section numbers (default all):
                                  0 GEMM peak and forward   1 training step   2 peak memory   3 inference
                                  4 tokenization and Fit throughput   5 size   6 accuracy on real data   7 forward profile
+                                 8 deployment: TorchSharp vs MLNet.Lora.Onnx fp32/int8, publish size
               --data DIR         the real datasets (default ../shared/data beside the repository)
               --datasets LIST    section 6's datasets (default sst2,ag_news,emotion,banking77)
               --modes LIST       section 6's modes (default Lora,Full,HeadOnly)
@@ -85,7 +86,7 @@ namespace MLNet.Lora.Benchmarks
             """;
 
         public bool Quick { get; init; }
-        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7];
+        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7, 8];
         public string? DataDirectory { get; init; }
         public string[]? Datasets { get; init; }
         public FineTuningMode[] Modes { get; init; } = [FineTuningMode.Lora, FineTuningMode.Full, FineTuningMode.HeadOnly];
@@ -96,6 +97,7 @@ namespace MLNet.Lora.Benchmarks
         public string? OutputPath { get; init; }
         public string? Child { get; init; }
         public string? ChildMode { get; init; }
+        public string? ModelDirectory { get; init; }
         public bool Help { get; init; }
         public bool CpuClock { get; init; }
 
@@ -121,6 +123,7 @@ namespace MLNet.Lora.Benchmarks
                     "--out" => o with { OutputPath = Next() },
                     "--child" => o with { Child = Next() },
                     "--mode" => o with { ChildMode = Next() },
+                    "--model-dir" => o with { ModelDirectory = Next() },
                     "--clock" => o with { CpuClock = Next() switch { "cpu" => true, "wall" => false, var c => throw new ArgumentException($"--clock is wall or cpu, not '{c}'.") } },
                     "--help" or "-h" => o with { Help = true },
                     _ => throw new ArgumentException($"Unknown argument '{args[i]}'."),
