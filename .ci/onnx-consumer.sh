@@ -104,6 +104,7 @@ new_project "$work/Scorer" "    <PackageReference Include=\"MLNet.Lora.Onnx\" Ve
 cat > "$work/Scorer/Program.cs" <<'CS'
 using System.Globalization;
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using MLNet.Lora.Onnx;
 
 string folder = args[0];
