@@ -19,34 +19,7 @@ for id in mlnet.lora mlnet.lora.core mlnet.lora.charts mlnet.lora.onnx; do rm -r
 work=$(mktemp -d "${TMPDIR:-/tmp}/mlnet-lora-onnx-consumer.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# A project folder outside the repository: local package folder plus the machine's sources, no Directory.* files above.
-new_project() {
-  local dir=$1 references=$2
-  mkdir -p "$dir"
-  cat > "$dir/NuGet.config" <<XML
-<?xml version="1.0" encoding="utf-8"?>
-<configuration>
-  <packageSources>
-    <add key="mlnet-lora-local" value="$packages" />
-  </packageSources>
-</configuration>
-XML
-  for f in Directory.Build.props Directory.Build.targets Directory.Packages.props; do echo '<Project />' > "$dir/$f"; done
-  cat > "$dir/$(basename "$dir").csproj" <<XML
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
-    <Nullable>enable</Nullable>
-    <ImplicitUsings>enable</ImplicitUsings>
-    <NoWarn>\$(NoWarn);NU1603</NoWarn>
-  </PropertyGroup>
-  <ItemGroup>
-$references
-  </ItemGroup>
-</Project>
-XML
-}
+source .ci/fresh-project.sh
 
 build() {
   local dir=$1
@@ -54,7 +27,7 @@ build() {
 }
 
 # 1. Train and export, with TorchSharp.
-new_project "$work/Exporter" "    <PackageReference Include=\"MLNet.Lora\" Version=\"$version\" />
+fresh_project "$work/Exporter" Exporter "$packages" "    <PackageReference Include=\"MLNet.Lora\" Version=\"$version\" />
     <PackageReference Include=\"TorchSharp-cpu\" Version=\"0.107.0\" />"
 cat > "$work/Exporter/Program.cs" <<'CS'
 using System.Globalization;
@@ -100,7 +73,7 @@ mkdir -p "$work/models"
 dotnet "$work/Exporter/bin/Release/net10.0/Exporter.dll" "$work/models"
 
 # 2. Score, with MLNet.Lora.Onnx only.
-new_project "$work/Scorer" "    <PackageReference Include=\"MLNet.Lora.Onnx\" Version=\"$version\" />"
+fresh_project "$work/Scorer" Scorer "$packages" "    <PackageReference Include=\"MLNet.Lora.Onnx\" Version=\"$version\" />"
 cat > "$work/Scorer/Program.cs" <<'CS'
 using System.Globalization;
 using Microsoft.ML;

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
 using Microsoft.ML;
 using MLNet.Lora.Export;
 using MLNet.Lora.Onnx;
@@ -16,8 +15,6 @@ namespace MLNet.Lora.Benchmarks;
 /// </summary>
 internal static partial class Sections
 {
-    private const string DeployMarker = "DEPLOY-RESULT";
-
     private static void Deployment(BenchmarkContext ctx)
     {
         var r = ctx.Report;
@@ -83,23 +80,26 @@ internal static partial class Sections
                 }
             }
 
-            // Isolated: each contender alone in a child process, the same rounds; the parent waits idle.
-            var isolated = new Dictionary<string, List<double>>();
+            // Isolated: each contender alone in a child process, the same rounds; the parent waits idle. ONNX Runtime
+            // with its spinning on (the package's default) and off.
+            string[] modes = ["torchsharp", "fp32", "int8", "fp32-nospin", "int8-nospin"];
+            var isolated = modes.ToDictionary(m => m, _ => new List<double>());
             for (int round = 0; round < ctx.Options.Rounds; round++)
             {
-                foreach (string mode in new[] { "torchsharp", "fp32", "int8" }.Skip(round % 3).Concat(new[] { "torchsharp", "fp32", "int8" }.Take(round % 3)))
-                {
-                    double seconds = DeployChild.Measure(mode, folder, devSource, ctx.Options);
-                    (isolated.TryGetValue(mode, out var list) ? list : isolated[mode] = []).Add(seconds);
-                }
-                ctx.Log($"    isolated round {round + 1}/{ctx.Options.Rounds}: " + string.Join(", ", isolated.Select(p => $"{p.Key} {p.Value[^1]:F3}s")));
+                foreach (string mode in modes.Skip(round % modes.Length).Concat(modes.Take(round % modes.Length)))
+                    isolated[mode].Add(DeployChild.Measure(mode, folder, ctx.Options));
+                ctx.Log($"    isolated round {round + 1}/{ctx.Options.Rounds}: " + string.Join(", ", modes.Select(m => $"{m} {isolated[m][^1]:F3}s")));
             }
             Spread Ratio(string a, string b) => Spread.Of(isolated[a].Zip(isolated[b], (x, y) => x / y));
             r.Figure("TorchSharp transformer (child process each)", Spread.Of(isolated["torchsharp"]), "s");
-            r.Figure("MLNet.Lora.Onnx fp32 (child process each)", Spread.Of(isolated["fp32"]), "s");
-            r.Figure("MLNet.Lora.Onnx int8 (child process each)", Spread.Of(isolated["int8"]), "s");
-            r.Target("fp32 / TorchSharp transformer, isolated (time)", Ratio("fp32", "torchsharp"), "x", "<=", 0.9);
-            r.Target("int8 / fp32, isolated (time)", Ratio("int8", "fp32"), "x", "<=", 0.6);
+            r.Figure("MLNet.Lora.Onnx fp32 (child process each, spinning on)", Spread.Of(isolated["fp32"]), "s");
+            r.Figure("MLNet.Lora.Onnx int8 (child process each, spinning on)", Spread.Of(isolated["int8"]), "s");
+            r.Figure("MLNet.Lora.Onnx fp32 (child process each, spinning off)", Spread.Of(isolated["fp32-nospin"]), "s");
+            r.Figure("MLNet.Lora.Onnx int8 (child process each, spinning off)", Spread.Of(isolated["int8-nospin"]), "s");
+            r.Target("fp32 / TorchSharp transformer, isolated, spinning on (time)", Ratio("fp32", "torchsharp"), "x", "<=", 0.9);
+            r.Target("int8 / fp32, isolated, spinning on (time)", Ratio("int8", "fp32"), "x", "<=", 0.6);
+            r.Figure("fp32 / TorchSharp transformer, isolated, spinning off (time)", Ratio("fp32-nospin", "torchsharp"), "x");
+            r.Figure("int8 / fp32, isolated, spinning off (time)", Ratio("int8-nospin", "fp32-nospin"), "x");
 
             PublishSizes(ctx, fp32);
         }
@@ -159,22 +159,11 @@ internal static partial class Sections
 /// <summary>One deployment contender alone in a child process: load, warm up once, score the dev texts once, print the time.</summary>
 internal static class DeployChild
 {
-    public static double Measure(string mode, string folder, string devSource, BenchmarkOptions options)
+    public static double Measure(string mode, string folder, BenchmarkOptions options)
     {
-        string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's path.");
-        var start = new ProcessStartInfo(self) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in new[] { "--child", "deploy", "--mode", mode, "--model-dir", folder }) start.ArgumentList.Add(a);
-        if (options.DataDirectory is { } data) { start.ArgumentList.Add("--data"); start.ArgumentList.Add(data); }
-        if (options.Threads is { } t) { start.ArgumentList.Add("--threads"); start.ArgumentList.Add(t.ToString(CultureInfo.InvariantCulture)); }
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        var line = stdout.Split('\n').FirstOrDefault(l => l.StartsWith(DeployMarker));
-        if (process.ExitCode != 0 || line is null)
-            throw new InvalidOperationException($"The {mode} deployment child failed (exit {process.ExitCode}): {stdout} {stderr.Result}");
-        return double.Parse(line.Split(' ')[1], CultureInfo.InvariantCulture);
+        var arguments = new List<string> { "--child", "deploy", "--mode", mode, "--model-dir", folder };
+        if (options.DataDirectory is { } data) arguments.AddRange(["--data", data]);
+        return double.Parse(ChildProcess.RunChild(arguments, options, DeployMarker)[1], CultureInfo.InvariantCulture);
     }
 
     private const string DeployMarker = "DEPLOY-RESULT";
@@ -198,8 +187,9 @@ internal static class DeployChild
         }
         else
         {
-            string file = options.ChildMode == "int8" ? "model.int8.onnx" : "model.onnx";
-            var scoring = new LoraOnnxScoringOptions { BatchSize = 64, IntraOpThreads = torch.get_num_threads() };
+            string mode = options.ChildMode ?? "fp32";
+            string file = mode.StartsWith("int8", StringComparison.Ordinal) ? "model.int8.onnx" : "model.onnx";
+            var scoring = new LoraOnnxScoringOptions { BatchSize = 64, IntraOpThreads = torch.get_num_threads(), AllowSpinning = !mode.EndsWith("-nospin", StringComparison.Ordinal) };
             var onnx = ml.Transforms.LoraOnnxTextClassification(Path.Combine(folder, file), options: scoring).Fit(ml.Data.LoadFromEnumerable(new[] { new TextRow() }));
             score = () => onnx.PredictProbabilities(texts);
             owner = onnx;

@@ -53,20 +53,26 @@ internal static class ChildProcess
 
     public static (double PeakMiB, double BeforeMiB, bool ResetWorked) Measure(string mode, BenchmarkOptions options)
     {
+        var parts = RunChild(["--child", "memory", "--mode", mode], options, Marker);
+        return (double.Parse(parts[1], CultureInfo.InvariantCulture), double.Parse(parts[2], CultureInfo.InvariantCulture), parts[3] == "reset");
+    }
+
+    /// <summary>Runs this program as a child with <paramref name="arguments"/> (and the thread setting); returns the words of its <paramref name="marker"/> line.</summary>
+    public static string[] RunChild(IEnumerable<string> arguments, BenchmarkOptions options, string marker)
+    {
         string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's path.");
         var start = new ProcessStartInfo(self) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in new[] { "--child", "memory", "--mode", mode }) start.ArgumentList.Add(a);
+        foreach (var a in arguments) start.ArgumentList.Add(a);
         if (options.Threads is { } t) { start.ArgumentList.Add("--threads"); start.ArgumentList.Add(t.ToString(CultureInfo.InvariantCulture)); }
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync();
         string stdout = process.StandardOutput.ReadToEnd();
         process.WaitForExit();
-        var line = stdout.Split('\n').FirstOrDefault(l => l.StartsWith(Marker));
+        var line = stdout.Split('\n').FirstOrDefault(l => l.StartsWith(marker));
         if (process.ExitCode != 0 || line is null)
-            throw new InvalidOperationException($"The {mode} memory child failed (exit {process.ExitCode}): {stdout} {stderr.Result}");
-        var parts = line.Split(' ');
-        return (double.Parse(parts[1], CultureInfo.InvariantCulture), double.Parse(parts[2], CultureInfo.InvariantCulture), parts[3] == "reset");
+            throw new InvalidOperationException($"The child '{string.Join(' ', arguments)}' failed (exit {process.ExitCode}): {stdout} {stderr.Result}");
+        return line.Split(' ');
     }
 
     /// <summary>In the child: load, build, reset the peak counter, run three steps, print the peak.</summary>

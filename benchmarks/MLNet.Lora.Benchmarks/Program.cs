@@ -158,9 +158,18 @@ namespace MLNet.Lora.Benchmarks
                 ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "unknown"
                 : "unknown";
             return $"MLNet.Lora benchmarks{(options.Quick ? " (quick)" : "")}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC\n" +
-                   $"CPU: {cpu}, {Environment.ProcessorCount} logical cores; torch threads {torch.get_num_threads()}, interop {torch.get_num_interop_threads()}; " +
+                   $"CPU: {cpu} (vector extensions: {VectorExtensions()}), {Environment.ProcessorCount} logical cores; torch threads {torch.get_num_threads()}, interop {torch.get_num_interop_threads()}; " +
                    $"TorchSharp {typeof(torch).Assembly.GetName().Version}; .NET {Environment.Version}; {Environment.OSVersion}; clock: {(options.CpuClock ? "process CPU time" : "wall")}\n" +
                    $"Load average at start: {LoadAverage()} (other jobs on the machine add noise; contenders alternate so it hits them alike)";
+        }
+
+        /// <summary>The CPU's SIMD flags that decide GEMM and int8 kernels (AVX2, FMA, AVX-512 and VNNI variants, AMX).</summary>
+        public static string VectorExtensions()
+        {
+            if (!File.Exists("/proc/cpuinfo")) return "unknown";
+            var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags"))?.Split(':', 2)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+            var wanted = flags.Where(f => f is "avx" or "avx2" or "fma" or "avx_vnni" || f.StartsWith("avx512") || f.StartsWith("amx")).ToArray();
+            return wanted.Length == 0 ? "none of AVX/AVX2/AVX-512" : string.Join(' ', wanted);
         }
 
         public static string LoadAverage() =>

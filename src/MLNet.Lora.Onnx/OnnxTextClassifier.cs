@@ -94,25 +94,12 @@ internal sealed class OnnxTextClassifier : IDisposable
     /// <summary>One run over a batch padded to its longest item.</summary>
     private float[][] Score(EncodedText[] items)
     {
-        int batch = items.Length, seq = items.Max(i => i.Length);
-        var ids = new long[batch * seq];
-        var mask = new long[batch * seq];
-        var types = new long[batch * seq];
-        Array.Fill(ids, Tokenizer.PadTokenId);
-        for (int b = 0; b < batch; b++)
-        {
-            var item = items[b];
-            for (int t = 0; t < item.Length; t++)
-            {
-                ids[b * seq + t] = item.InputIds[t];
-                types[b * seq + t] = item.TokenTypeIds[t];
-                mask[b * seq + t] = 1;
-            }
-        }
-        long[] shape = [batch, seq];
-        using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, shape);
-        using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, shape);
-        using var typesValue = OrtValue.CreateTensorValueFromMemory(types, shape);
+        var padded = PaddedIds.Pad(items, Tokenizer.PadTokenId);
+        int batch = padded.Batch;
+        long[] shape = [batch, padded.Sequence];
+        using var idsValue = OrtValue.CreateTensorValueFromMemory(padded.InputIds, shape);
+        using var maskValue = OrtValue.CreateTensorValueFromMemory(padded.AttentionMask, shape);
+        using var typesValue = OrtValue.CreateTensorValueFromMemory(padded.TokenTypeIds, shape);
         using var runOptions = new RunOptions();
         using var outputs = session.Run(runOptions, InputNames, [idsValue, maskValue, typesValue], OutputNames);
         ReadOnlySpan<float> flat = outputs[0].GetTensorDataAsSpan<float>();

@@ -51,8 +51,7 @@ internal sealed class BatchScoredView : IDataView
         private readonly DataViewRowCursor input;
         private readonly DataViewRowCursor? lookahead;
         private readonly HashSet<int> active;
-        private readonly ValueGetter<ReadOnlyMemory<char>>? text;
-        private readonly ValueGetter<ReadOnlyMemory<char>>? pair;
+        private readonly TextColumnReader? reader;
         private readonly int inputCount;
         private float[][] scores = [];
         private int row = -1;
@@ -64,12 +63,7 @@ internal sealed class BatchScoredView : IDataView
             this.lookahead = lookahead;
             this.active = active;
             inputCount = view.input.Schema.Count;
-            if (lookahead is not null)
-            {
-                var scorer = view.transformer;
-                text = lookahead.GetGetter<ReadOnlyMemory<char>>(lookahead.Schema[scorer.TextColumnName]);
-                if (scorer.SecondTextColumnName is { } second) pair = lookahead.GetGetter<ReadOnlyMemory<char>>(lookahead.Schema[second]);
-            }
+            if (lookahead is not null) reader = new TextColumnReader(lookahead, view.transformer);
         }
 
         public override long Position => input.Position;
@@ -90,17 +84,12 @@ internal sealed class BatchScoredView : IDataView
             // Read several batches ahead so that sorting by length packs batches tightly.
             int chunk = view.transformer.BatchSize * 8;
             var texts = new List<string?>(chunk);
-            var pairs = pair is null ? null : new List<string?>(chunk);
-            ReadOnlyMemory<char> value = default;
+            var pairs = reader!.HasPair ? new List<string?>(chunk) : null;
             while (texts.Count < chunk && lookahead!.MoveNext())
             {
-                text!(ref value);
-                texts.Add(value.ToString());
-                if (pairs is not null)
-                {
-                    pair!(ref value);
-                    pairs.Add(value.ToString());
-                }
+                var (text, pair) = reader.Read();
+                texts.Add(text);
+                pairs?.Add(pair);
             }
             scores = view.transformer.PredictProbabilities(texts, pairs);
             row = 0;
