@@ -1,3 +1,4 @@
+using MLNet.Lora.Adapters;
 using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Encoders;
 using MLNet.Lora.Integration;
@@ -69,7 +70,7 @@ internal sealed class Workload : IDisposable
             PredictedLabelColumnName = "PredictedLabel",
             LabelColumnName = "Label",
             Mode = mode,
-            Lora = options.LoraConfig,
+            Lora = options.Validate(),
             Pooling = options.Pooling,
             MaxSequenceLength = options.MaxSequenceLength,
             InferenceBatchSize = options.InferenceBatchSize,
@@ -130,8 +131,8 @@ internal sealed class Workload : IDisposable
     {
         using var _ = no_grad();
         var generator = new Generator((ulong)seed);
-        foreach (var (name, p) in model.named_parameters().Where(p => p.name.Contains(".lora_B.")))
-            p.copy_(randn(p.shape, generator: generator) * 0.02);
+        foreach (var factors in LoraInjector.Adapters(model.Encoder))
+            factors.B.copy_(randn(factors.B.shape, generator: generator) * 0.02);
     }
 
     public static int ParametersOf(TextClassificationModel model) => (int)model.parameters().Sum(p => p.numel());

@@ -1,3 +1,4 @@
+using MLNet.Lora.IO;
 using ScottPlot;
 
 namespace MLNet.Lora.Forgetting;

@@ -4,9 +4,10 @@ using Microsoft.ML.Data;
 namespace MLNet.Lora.Integration;
 
 /// <summary>
-/// The lazy output of a text classifier's <c>Transform</c> (see <see cref="ITextProbabilityScorer"/>): the input's
-/// columns plus score and predicted label. A second cursor over the text columns reads ahead a chunk of rows, which are scored in
-/// length-sorted batches; IDataView cursors are deterministic, so the two cursors see the same rows in the same order.
+/// The lazy output of a text classifier's <c>Transform</c> (any <see cref="ITextProbabilityScorer"/>: the TorchSharp
+/// transformer or the ONNX one): the input's columns plus score and predicted label. It reads its input through one cursor: a chunk of rows is buffered (texts and the pass-through
+/// values asked for), scored in length-sorted batches, then served. So input that can be enumerated only once (a
+/// queue drained by <c>LoadFromEnumerable</c>) is read once, and every row keeps its own score.
 /// </summary>
 internal sealed class BatchScoredView : IDataView
 {
@@ -30,10 +31,11 @@ internal sealed class BatchScoredView : IDataView
     {
         var needed = columnsNeeded.Select(c => c.Index).ToHashSet();
         int inputCount = input.Schema.Count;
-        var passThrough = needed.Where(i => i < inputCount).Select(i => input.Schema[i]);
         bool scoring = needed.Any(i => i >= inputCount);
-        var lookahead = scoring ? input.GetRowCursor(TextColumns(transformer, input.Schema)) : null;
-        return new Cursor(this, input.GetRowCursor(passThrough), lookahead, needed);
+        var passThrough = needed.Where(i => i < inputCount).Select(i => input.Schema[i]).ToList();
+        if (!scoring) return new PassThroughCursor(this, input.GetRowCursor(passThrough), needed);
+        var read = passThrough.Concat(TextColumns(transformer, input.Schema)).DistinctBy(c => c.Index);
+        return new Cursor(this, input.GetRowCursor(read), passThrough, needed);
     }
 
     public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
@@ -45,62 +47,21 @@ internal sealed class BatchScoredView : IDataView
         if (transformer.SecondTextColumnName is { } second) yield return schema[second];
     }
 
-    private sealed class Cursor : DataViewRowCursor
+    /// <summary>No output column asked for: the input's rows as they are, nothing scored.</summary>
+    private sealed class PassThroughCursor(BatchScoredView view, DataViewRowCursor input, HashSet<int> active) : DataViewRowCursor
     {
-        private readonly BatchScoredView view;
-        private readonly DataViewRowCursor input;
-        private readonly DataViewRowCursor? lookahead;
-        private readonly HashSet<int> active;
-        private readonly TextColumnReader? reader;
-        private readonly int inputCount;
-        private float[][] scores = [];
-        private int row = -1;
-
-        public Cursor(BatchScoredView view, DataViewRowCursor input, DataViewRowCursor? lookahead, HashSet<int> active)
-        {
-            this.view = view;
-            this.input = input;
-            this.lookahead = lookahead;
-            this.active = active;
-            inputCount = view.input.Schema.Count;
-            if (lookahead is not null) reader = new TextColumnReader(lookahead, view.transformer);
-        }
-
         public override long Position => input.Position;
 
         public override long Batch => input.Batch;
 
         public override DataViewSchema Schema => view.Schema;
 
-        public override bool MoveNext()
-        {
-            if (!input.MoveNext()) return false;
-            if (lookahead is not null && ++row >= scores.Length) ScoreNextChunk();
-            return true;
-        }
-
-        private void ScoreNextChunk()
-        {
-            // Read several batches ahead so that sorting by length packs batches tightly.
-            int chunk = view.transformer.BatchSize * 8;
-            var texts = new List<string?>(chunk);
-            var pairs = reader!.HasPair ? new List<string?>(chunk) : null;
-            while (texts.Count < chunk && lookahead!.MoveNext())
-            {
-                var (text, pair) = reader.Read();
-                texts.Add(text);
-                pairs?.Add(pair);
-            }
-            scores = view.transformer.PredictProbabilities(texts, pairs);
-            row = 0;
-        }
+        public override bool MoveNext() => input.MoveNext();
 
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
         {
             if (!IsColumnActive(column)) throw new InvalidOperationException($"Column '{column.Name}' was not requested from this cursor.");
-            if (column.Index < inputCount) return input.GetGetter<TValue>(view.input.Schema[column.Index]);
-
-            return OutputGetter<TValue>(column, inputCount, () => scores[row]);
+            return input.GetGetter<TValue>(view.input.Schema[column.Index]);
         }
 
         public override ValueGetter<DataViewRowId> GetIdGetter() => input.GetIdGetter();
@@ -109,11 +70,101 @@ internal sealed class BatchScoredView : IDataView
 
         protected override void Dispose(bool disposing)
         {
-            if (disposing)
+            if (disposing) input.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>Reads a chunk of rows into buffers, scores them, serves them, and reads the next chunk.</summary>
+    private sealed class Cursor : DataViewRowCursor
+    {
+        private readonly BatchScoredView view;
+        private readonly DataViewRowCursor input;
+        private readonly HashSet<int> active;
+        private readonly ValueGetter<ReadOnlyMemory<char>> text;
+        private readonly ValueGetter<ReadOnlyMemory<char>>? pair;
+        private readonly ValueGetter<DataViewRowId> readId;
+        private readonly Dictionary<int, ColumnBuffer> columns;
+        private readonly int chunkSize;
+        private readonly List<string?> texts;
+        private readonly List<string?>? pairs;
+        private readonly List<DataViewRowId> ids;
+        private float[][] scores = [];
+        private int row = -1;
+        private long position = -1;
+
+        public Cursor(BatchScoredView view, DataViewRowCursor input, List<DataViewSchema.Column> passThrough, HashSet<int> active)
+        {
+            this.view = view;
+            this.input = input;
+            this.active = active;
+            var scorer = view.transformer;
+            text = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[scorer.TextColumnName]);
+            if (scorer.SecondTextColumnName is { } second) pair = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[second]);
+            readId = input.GetIdGetter();
+            columns = passThrough.ToDictionary(c => c.Index, c => ColumnBuffer.Create(input, c));
+            // Several batches at a time, so that sorting by length packs batches tightly.
+            chunkSize = scorer.BatchSize * 8;
+            texts = new List<string?>(chunkSize);
+            pairs = pair is null ? null : new List<string?>(chunkSize);
+            ids = new List<DataViewRowId>(chunkSize);
+        }
+
+        public override long Position => position;
+
+        public override long Batch => 0;
+
+        public override DataViewSchema Schema => view.Schema;
+
+        public override bool MoveNext()
+        {
+            if (++row >= texts.Count && !ReadChunk()) return false;
+            position++;
+            return true;
+        }
+
+        private bool ReadChunk()
+        {
+            texts.Clear();
+            pairs?.Clear();
+            ids.Clear();
+            foreach (var buffer in columns.Values) buffer.Clear();
+            ReadOnlyMemory<char> value = default;
+            DataViewRowId id = default;
+            while (texts.Count < chunkSize && input.MoveNext())
             {
-                input.Dispose();
-                lookahead?.Dispose();
+                text(ref value);
+                texts.Add(value.ToString());
+                if (pairs is not null)
+                {
+                    pair!(ref value);
+                    pairs.Add(value.ToString());
+                }
+                readId(ref id);
+                ids.Add(id);
+                foreach (var buffer in columns.Values) buffer.Capture();
             }
+            row = 0;
+            if (texts.Count == 0) return false;
+            scores = view.transformer.PredictProbabilities(texts, pairs);
+            return true;
+        }
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            if (!IsColumnActive(column)) throw new InvalidOperationException($"Column '{column.Name}' was not requested from this cursor.");
+            int inputCount = view.input.Schema.Count;
+            if (column.Index < inputCount) return columns[column.Index].Getter<TValue>(() => row);
+            return OutputGetter<TValue>(column, inputCount, () => scores[row]);
+        }
+
+        public override ValueGetter<DataViewRowId> GetIdGetter() => (ref DataViewRowId value) => value = ids[row];
+
+        public override bool IsColumnActive(DataViewSchema.Column column) => active.Contains(column.Index);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) input.Dispose();
             base.Dispose(disposing);
         }
     }

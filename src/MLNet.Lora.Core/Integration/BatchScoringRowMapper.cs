@@ -38,7 +38,8 @@ internal sealed class BatchScoringRowMapper : IRowToRowMapper
         private readonly BatchScoringRowMapper mapper;
         private readonly DataViewRow input;
         private readonly HashSet<int> active;
-        private readonly TextColumnReader? reader;
+        private readonly ValueGetter<ReadOnlyMemory<char>>? text;
+        private readonly ValueGetter<ReadOnlyMemory<char>>? pair;
         private long scoredPosition = -1;
         private float[] scores = [];
 
@@ -47,7 +48,12 @@ internal sealed class BatchScoringRowMapper : IRowToRowMapper
             this.mapper = mapper;
             this.input = input;
             this.active = active;
-            if (active.Any(i => i >= mapper.InputSchema.Count)) reader = new TextColumnReader(input, mapper.transformer);
+            if (active.Any(i => i >= mapper.InputSchema.Count))
+            {
+                var scorer = mapper.transformer;
+                text = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[scorer.TextColumnName]);
+                if (scorer.SecondTextColumnName is { } second) pair = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[second]);
+            }
         }
 
         public override long Position => input.Position;
@@ -68,7 +74,15 @@ internal sealed class BatchScoringRowMapper : IRowToRowMapper
         private float[] Current()
         {
             if (scoredPosition == input.Position && scoredPosition >= 0) return scores;
-            var (first, second) = reader!.Read();
+            ReadOnlyMemory<char> value = default;
+            text!(ref value);
+            string first = value.ToString();
+            string? second = null;
+            if (pair is not null)
+            {
+                pair(ref value);
+                second = value.ToString();
+            }
             scores = mapper.transformer.PredictProbabilities([first], second is null ? null : [second])[0];
             scoredPosition = input.Position;
             return scores;

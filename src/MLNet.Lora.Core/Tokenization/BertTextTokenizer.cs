@@ -62,7 +62,9 @@ public sealed class BertTextTokenizer
     /// <summary>
     /// Encodes a text, or a pair, as <c>[CLS] text [SEP]</c> or <c>[CLS] text [SEP] pair [SEP]</c>, truncating to
     /// <paramref name="maxLength"/> tokens (for pairs, the longer side loses tokens first, as Hugging Face's
-    /// <c>longest_first</c>). Null text counts as empty.
+    /// <c>longest_first</c>). Null text counts as empty. Invalid UTF-16 (a lone surrogate, as a truncated string or a
+    /// bad decode leaves) is replaced by U+FFFD, as .NET's encoders do, and flagged in
+    /// <see cref="EncodedText.ReplacedInvalidText"/>, rather than failing the whole batch.
     /// </summary>
     public EncodedText Encode(string? text, string? pair = null, int maxLength = 128)
     {
@@ -70,6 +72,7 @@ public sealed class BertTextTokenizer
         if (maxLength < specials + 1)
             throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, $"Must leave room for {specials} special tokens and one word.");
 
+        bool replaced = InvalidText.Replace(ref text) | InvalidText.Replace(ref pair);
         IReadOnlyList<int> first = Words(text);
         IReadOnlyList<int> second = pair is null ? [] : Words(pair);
         int budget = maxLength - specials;
@@ -94,7 +97,7 @@ public sealed class BertTextTokenizer
             ids[at++] = SeparatorTokenId;
             types.AsSpan(secondStart).Fill(1);
         }
-        return new EncodedText(ids, types, truncated);
+        return new EncodedText(ids, types, truncated) { ReplacedInvalidText = replaced };
     }
 
     private IReadOnlyList<int> Words(string? text) =>

@@ -8,4 +8,7 @@ public sealed record EncodedText(int[] InputIds, int[] TokenTypeIds, bool Trunca
 {
     /// <summary>Number of tokens, special tokens included.</summary>
     public int Length => InputIds.Length;
+
+    /// <summary>Whether invalid UTF-16 (lone surrogates) in the text was replaced by U+FFFD before tokenizing.</summary>
+    public bool ReplacedInvalidText { get; init; }
 }

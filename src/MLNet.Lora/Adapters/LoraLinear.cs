@@ -50,22 +50,27 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>The weight a merged (or adapter-free) forward multiplies by: the merged copy, else the base weight.</summary>
     internal Tensor InferenceWeight => mergedWeight ?? base_layer.weight!;
 
-    /// <summary>Adds an adapter (A: Kaiming-uniform, B: zeros) and makes it active.</summary>
-    public void AddAdapter(string name, LoraConfig config)
+    /// <summary>
+    /// Adds an adapter (A: Kaiming-uniform, B: zeros) and makes it active. Its rank and scaling are <paramref name="config"/>'s
+    /// for the layer at <paramref name="modulePath"/> (see <see cref="LoraConfig.RankFor"/>), or its defaults when no path is given.
+    /// </summary>
+    public void AddAdapter(string name, LoraConfig config, string? modulePath = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        config.Validate();
+        ArgumentNullException.ThrowIfNull(config);
         if (settings.ContainsKey(name)) throw new ArgumentException($"This layer already has an adapter named '{name}'.", nameof(name));
+        int rank = modulePath is null ? config.Rank : config.RankFor(modulePath);
+        double scaling = modulePath is null ? config.Scaling : config.ScalingFor(modulePath);
         long maxRank = Math.Min(InFeatures, OutFeatures);
-        if (config.Rank > maxRank)
-            throw new ArgumentOutOfRangeException(nameof(config), config.Rank,
-                $"LoRA {nameof(LoraConfig.Rank)} {config.Rank} exceeds this layer's smaller dimension ({InFeatures} in, {OutFeatures} out): a rank above {maxRank} adds parameters but no expressiveness.");
+        if (rank > maxRank)
+            throw new ArgumentOutOfRangeException(nameof(config), rank,
+                $"LoRA {nameof(LoraConfig.Rank)} {rank} exceeds this layer's smaller dimension ({InFeatures} in, {OutFeatures} out): a rank above {maxRank} adds parameters but no expressiveness.");
         RequireUnmerged();
 
         var device = base_layer.weight!.device;
         var dtype = base_layer.weight.dtype;
-        var a = nn.Linear(InFeatures, config.Rank, hasBias: false, device: device, dtype: dtype);
-        var b = nn.Linear(config.Rank, OutFeatures, hasBias: false, device: device, dtype: dtype);
+        var a = nn.Linear(InFeatures, rank, hasBias: false, device: device, dtype: dtype);
+        var b = nn.Linear(rank, OutFeatures, hasBias: false, device: device, dtype: dtype);
         using (no_grad())
         {
             // As loralib and PEFT: A like a default nn.Linear, B zero so that B·A = 0 at the start.
@@ -74,7 +79,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         }
         lora_A.Add(name, a);
         lora_B.Add(name, b);
-        settings[name] = (config.Scaling, config.Dropout);
+        settings[name] = (scaling, config.Dropout);
         ActiveAdapter = name;
     }
 
@@ -102,11 +107,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>The factor B of adapter <paramref name="name"/>, [out, rank].</summary>
     public Parameter LoraB(string name) => lora_B[name].weight!;
 
+    /// <summary>The factor applied to B·A by adapter <paramref name="name"/>.</summary>
+    public double Scaling(string name) => settings.TryGetValue(name, out var s) ? s.Scaling : throw new KeyNotFoundException($"No adapter named '{name}'.");
+
     /// <summary>The adapter's update to the weight: ΔW = scaling · B·A, [out, in]. Merging is W + ΔW.</summary>
     public Tensor DeltaWeight(string name)
     {
-        var (scaling, _) = settings.TryGetValue(name, out var s) ? s : throw new KeyNotFoundException($"No adapter named '{name}'.");
-        return LoraB(name).matmul(LoraA(name)).mul(scaling);
+        return LoraB(name).matmul(LoraA(name)).mul(Scaling(name));
     }
 
     /// <summary>

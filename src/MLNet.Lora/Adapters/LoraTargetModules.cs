@@ -45,6 +45,21 @@ public static class LoraModulePaths
         LoraTargetModules.AttentionOutput, LoraTargetModules.Intermediate, LoraTargetModules.Output,
     ];
 
+    /// <summary>The path of the <paramref name="kind"/> layer of transformer block <paramref name="layer"/>, for example <c>encoder.layer.0.attention.self.query</c>.</summary>
+    public static string PathOf(int layer, LoraTargetModules kind) => $"encoder.layer.{layer}.{SuffixOf(kind)}";
+
+    /// <summary>The module path of <paramref name="kind"/> inside a transformer block, as Hugging Face names it (<c>attention.self.query</c>).</summary>
+    public static string SuffixOf(LoraTargetModules kind) => kind switch
+    {
+        LoraTargetModules.Query => "attention.self.query",
+        LoraTargetModules.Key => "attention.self.key",
+        LoraTargetModules.Value => "attention.self.value",
+        LoraTargetModules.AttentionOutput => "attention.output.dense",
+        LoraTargetModules.Intermediate => "intermediate.dense",
+        LoraTargetModules.Output => "output.dense",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Name one module kind."),
+    };
+
     /// <summary>
     /// The kind of the linear layer at <paramref name="path"/> (for example <c>encoder.layer.3.attention.self.query</c>),
     /// or <see cref="LoraTargetModules.None"/> when the path is not one of a layer's linear layers.
@@ -58,15 +73,7 @@ public static class LoraModulePaths
         string rest = path[(at + marker.Length)..];
         int dot = rest.IndexOf('.');
         if (dot < 0 || !int.TryParse(rest[..dot], out _)) return LoraTargetModules.None;
-        return rest[(dot + 1)..] switch
-        {
-            "attention.self.query" => LoraTargetModules.Query,
-            "attention.self.key" => LoraTargetModules.Key,
-            "attention.self.value" => LoraTargetModules.Value,
-            "attention.output.dense" => LoraTargetModules.AttentionOutput,
-            "intermediate.dense" => LoraTargetModules.Intermediate,
-            "output.dense" => LoraTargetModules.Output,
-            _ => LoraTargetModules.None,
-        };
+        string suffix = rest[(dot + 1)..];
+        return Kinds.FirstOrDefault(k => SuffixOf(k) == suffix);
     }
 }

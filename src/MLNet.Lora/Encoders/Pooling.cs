@@ -11,7 +11,12 @@ public enum PoolingStrategy
     /// <summary>The last hidden state of <c>[CLS]</c>.</summary>
     Cls,
 
-    /// <summary>BERT's pooler output (dense + tanh over <c>[CLS]</c>); falls back to <see cref="Cls"/> when the model has no pooler.</summary>
+    /// <summary>
+    /// BERT's pooler output (dense + tanh over <c>[CLS]</c>) from the checkpoint's <c>pooler.dense</c>: with the head's
+    /// dropout and <c>classifier</c> this is exactly Hugging Face's <c>BertForSequenceClassification</c>, the model PEFT's
+    /// sequence-classification adapters are trained on. Needs a checkpoint that carries the pooler (Hugging Face folders
+    /// and ONNX exports that include <c>pooler.dense</c>); a model without one is refused rather than silently pooled otherwise.
+    /// </summary>
     Pooler,
 }
 
@@ -30,7 +35,13 @@ public static class Pooling
     public static Tensor Pool(BertModelOutput output, Tensor attentionMask, PoolingStrategy strategy) => strategy switch
     {
         PoolingStrategy.Mean => MeanOverTokens(output.LastHiddenState, attentionMask),
-        PoolingStrategy.Pooler when output.PooledOutput is not null => output.PooledOutput,
+        PoolingStrategy.Pooler => output.PooledOutput ?? throw new InvalidOperationException(NoPoolerMessage("The encoder")),
         _ => output.LastHiddenState[.., 0],
     };
+
+    /// <summary>The error for <see cref="PoolingStrategy.Pooler"/> over an encoder without a pooler.</summary>
+    internal static string NoPoolerMessage(string encoder) =>
+        $"{encoder} has no pooler (its checkpoint carries no pooler.dense weights), so {nameof(PoolingStrategy)}.{nameof(PoolingStrategy.Pooler)}, " +
+        "Hugging Face's BertForSequenceClassification head, cannot be reproduced. Use a checkpoint that includes the pooler, or " +
+        $"{nameof(PoolingStrategy)}.{nameof(PoolingStrategy.Cls)} or {nameof(PoolingStrategy.Mean)}.";
 }

@@ -3,7 +3,7 @@ using Google.Protobuf;
 using MLNet.Lora.Adapters;
 using MLNet.Lora.Deployment;
 using MLNet.Lora.Encoders;
-using MLNet.Lora.Forgetting;
+using MLNet.Lora.IO;
 using Onnx;
 
 namespace MLNet.Lora.Export;
@@ -32,16 +32,17 @@ internal static class LoraOnnxExporter
             throw new IOException($"Cannot export to '{path}': the file exists and {nameof(OnnxExportOptions.Overwrite)} is false.");
 
         ModelProto model = Build(transformer, path, options);
-        AtomicFile.WriteAllBytes(full, model.ToByteArray());
+        AtomicFile.Write(full, model.WriteTo, createFolder: false);
     }
 
     /// <summary>The ONNX model of <paramref name="transformer"/>; <paramref name="target"/> names the file in errors.</summary>
     internal static ModelProto Build(LoraTextClassificationTransformer transformer, string target, OnnxExportOptions options)
     {
-        var network = transformer.Model;
+        using var lease = transformer.Use();      // the network stays live (and undisposed) while it is read
+        var network = lease.Model;
         var settings = transformer.Settings;
         // Merging reuses the adapters' own merge, which refuses non-finite results; the transformer is left as it was.
-        bool mergedHere = !transformer.AdaptersMerged;
+        bool mergedHere = !LoraInjector.FindLoraLayers(network.Encoder).Any(l => l.Layer.IsMerged);
         ExportedWeights weights;
         try
         {

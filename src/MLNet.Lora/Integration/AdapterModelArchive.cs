@@ -1,4 +1,5 @@
 using System.IO.Compression;
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.ML;
@@ -17,14 +18,22 @@ namespace MLNet.Lora.Integration;
 /// <c>part-N.zip</c> for a run of standard transforms (ML.NET's own format), and for a LoRA transformer
 /// <c>part-N/settings.json</c> and <c>part-N/weights.safetensors</c> (only the trained weights).
 /// </summary>
+/// <remarks>
+/// Versions: 1, the layout above; 2 adds to the manifest the SHA-256 of every other entry, checked on load, since a zip
+/// entry's CRC is not (a flipped bit in the deflated weights otherwise loads as other weights). Every version ever
+/// written is read. Every loaded tensor must be finite.
+/// </remarks>
 internal static class AdapterModelArchive
 {
-    private const int FormatVersion = 1;
+    private const int FormatVersion = 2;
     private const string ManifestEntry = "mlnet-lora.json";
     private const string InputSchemaEntry = "input-schema.zip";
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 
-    private sealed record Manifest(int FormatVersion, List<Part> Parts);
+    /// <param name="FormatVersion">The layout's version.</param>
+    /// <param name="Parts">The chain's parts, in order.</param>
+    /// <param name="Sha256">Version 2 on: SHA-256 (lower-case hex) of every other entry's bytes, by entry name.</param>
+    private sealed record Manifest(int FormatVersion, List<Part> Parts, Dictionary<string, string>? Sha256 = null);
 
     private sealed record Part(string Kind, string Entry, bool AdaptersMerged = false);
 
@@ -33,28 +42,29 @@ internal static class AdapterModelArchive
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputSchema);
         ArgumentException.ThrowIfNullOrWhiteSpace(filePath);
-        string fullPath = Path.GetFullPath(filePath);
-        string folder = Path.GetDirectoryName(fullPath)!;
-        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Cannot save the model to '{filePath}': folder '{folder}' does not exist.");
-
-        // Write beside the target, then rename: a failure never leaves a half-written model behind.
-        string temp = Path.Combine(folder, $".{Path.GetFileName(fullPath)}.{Guid.NewGuid():N}.tmp");
-        try
+        var chain = Flatten(model).ToList();
+        // Written beside the target, then renamed: a failure never leaves a half-written model, nor replaces a good one.
+        IO.AtomicFile.Write(filePath, file =>
         {
-            using (var file = File.Create(temp))
-            using (var zip = new ZipArchive(file, ZipArchiveMode.Create))
-                Write(catalog, zip, Flatten(model).ToList(), inputSchema);
-            File.Move(temp, fullPath, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
+            using var zip = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true);
+            Write(catalog, zip, chain, inputSchema);
+        }, createFolder: false);
     }
 
     private static void Write(ModelOperationsCatalog catalog, ZipArchive zip, List<ITransformer> chain, DataViewSchema inputSchema)
     {
-        WriteMLNet(catalog, zip, InputSchemaEntry, [], inputSchema);
+        var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
+        void WriteEntry(string name, Action<Stream> write) => hashes[name] = AdapterModelArchive.WriteEntry(zip, name, write);
+        void WriteMLNet(string entry, List<ITransformer> run, DataViewSchema schema) => WriteEntry(entry, s =>
+        {
+            // ML.NET's writer needs a seekable stream.
+            using var buffer = new MemoryStream();
+            catalog.Save(new TransformerChain<ITransformer>(run.ToArray()), schema, buffer);
+            buffer.Position = 0;
+            buffer.CopyTo(s);
+        });
+
+        WriteMLNet(InputSchemaEntry, [], inputSchema);
         var parts = new List<Part>();
         var schema = inputSchema;
         var run = new List<ITransformer>();
@@ -63,7 +73,7 @@ internal static class AdapterModelArchive
         {
             if (run.Count == 0) return;
             string entry = $"part-{parts.Count}.zip";
-            WriteMLNet(catalog, zip, entry, run, runSchema);
+            WriteMLNet(entry, run, runSchema);
             parts.Add(new Part("mlnet", entry));
             run = [];
         }
@@ -74,9 +84,10 @@ internal static class AdapterModelArchive
             {
                 FlushRun();
                 string prefix = $"part-{parts.Count}/";
-                WriteEntry(zip, prefix + "settings.json", s => JsonSerializer.Serialize(s, lora.Settings, Json));
-                WriteEntry(zip, prefix + "weights.safetensors", s =>
+                WriteEntry(prefix + "settings.json", s => JsonSerializer.Serialize(s, lora.Settings, Json));
+                WriteEntry(prefix + "weights.safetensors", s =>
                 {
+                    using var lease = lora.Use();
                     using var scope = NewDisposeScope();
                     var weights = lora.TrainedWeights().ToDictionary(w => w.Key, w => w.Value.detach().cpu());
                     Safetensors.SaveStateDict(s, weights, leaveOpen: true);
@@ -91,7 +102,9 @@ internal static class AdapterModelArchive
             schema = transformer.GetOutputSchema(schema);
         }
         FlushRun();
-        WriteEntry(zip, ManifestEntry, s => JsonSerializer.Serialize(s, new Manifest(FormatVersion, parts), Json));
+        // Stored, not deflated: the hashes of ML.NET's time-stamped entries change with every save, and a file's size
+        // should not.
+        AdapterModelArchive.WriteEntry(zip, ManifestEntry, s => JsonSerializer.Serialize(s, new Manifest(FormatVersion, parts, hashes), Json), CompressionLevel.NoCompression);
     }
 
     public static ITransformer Load(ModelOperationsCatalog catalog, string filePath, out DataViewSchema inputSchema,
@@ -101,12 +114,15 @@ internal static class AdapterModelArchive
         if (!File.Exists(filePath)) throw new FileNotFoundException($"Model file '{filePath}' does not exist.", filePath);
         var env = MLContextAccess.EnvironmentOf(catalog);
         using var zip = OpenZip(filePath);
-        var manifest = ReadEntry(zip, ManifestEntry, filePath, s => JsonSerializer.Deserialize<Manifest>(s, Json))
-            ?? throw new InvalidDataException($"'{filePath}' has an empty manifest.");
-        if (manifest.FormatVersion != FormatVersion)
-            throw new InvalidDataException($"'{filePath}' is format version {manifest.FormatVersion}; this MLNet.Lora reads version {FormatVersion}.");
+        var manifest = new EntryReader(zip, filePath, null).Read(ManifestEntry, s => JsonSerializer.Deserialize<Manifest>(s, Json))
+            ?? throw new InvalidDataException($"'{filePath}': entry '{ManifestEntry}' is empty.");
+        if (manifest.FormatVersion is < 1 or > FormatVersion)
+            throw new InvalidDataException($"'{filePath}' is format version {manifest.FormatVersion}; this MLNet.Lora reads versions 1 to {FormatVersion}. Update MLNet.Lora to read it.");
+        if (manifest.FormatVersion >= 2 && manifest.Sha256 is null)
+            throw new InvalidDataException($"'{filePath}': entry '{ManifestEntry}' of format version {manifest.FormatVersion} lacks the entries' SHA-256; the file is damaged.");
+        var reader = new EntryReader(zip, filePath, manifest.Sha256);
 
-        inputSchema = ReadEntry(zip, InputSchemaEntry, filePath, s => { catalog.Load(s, out var schema); return schema; });
+        inputSchema = reader.Read(InputSchemaEntry, s => { catalog.Load(s, out var schema); return schema; });
 
         var parts = new List<ITransformer>();
         var cache = cacheDirectory is null ? null : new CheckpointCache(cacheDirectory);
@@ -116,23 +132,26 @@ internal static class AdapterModelArchive
             {
                 if (part.Kind == "mlnet")
                 {
-                    parts.AddRange(Flatten(ReadEntry(zip, part.Entry, filePath, s => catalog.Load(s, out _))));
+                    parts.AddRange(Flatten(reader.Read(part.Entry, s => catalog.Load(s, out _))));
                     continue;
                 }
-                var settings = ReadEntry(zip, part.Entry + "settings.json", filePath, s => JsonSerializer.Deserialize<LoraModelSettings>(s, Json))
-                    ?? throw new InvalidDataException($"'{filePath}': {part.Entry}settings.json is empty.");
-                var (encoder, tokenizer) = ResolveBase(settings, baseEncoder, cache, filePath);
-                var model = LoraTextClassificationTransformer.BuildModel(encoder, settings);
+                var settings = reader.Read(part.Entry + "settings.json", s => JsonSerializer.Deserialize<LoraModelSettings>(s, Json))
+                    ?? throw new InvalidDataException($"'{filePath}': entry '{part.Entry}settings.json' is empty.");
+                var shared = ResolveBase(settings, baseEncoder, cache, filePath);
+                // Files written before Pooler pooling refused encoders without a pooler computed [CLS] there.
+                if (settings.Pooling == Encoders.PoolingStrategy.Pooler && !shared.Config.AddPoolingLayer) settings = settings with { Pooling = Encoders.PoolingStrategy.Cls };
+                var model = LoraTextClassificationTransformer.BuildModel(shared.CreateEncoder(frozen: settings.Mode != Training.FineTuningMode.Full), settings);
                 var device = MLContextAccess.Device(env);
                 model.to(device);
-                var transformer = new LoraTextClassificationTransformer(env, model, tokenizer, settings, device);
+                var transformer = new LoraTextClassificationTransformer(env, model, shared, settings, device);
                 parts.Add(transformer);
-                ReadEntry(zip, part.Entry + "weights.safetensors", filePath, s =>
+                string weightsEntry = part.Entry + "weights.safetensors";
+                var weights = reader.Read(weightsEntry, s => Safetensors.LoadStateDict(s, leaveOpen: true));
+                using (var scope = NewDisposeScope())
                 {
-                    using var scope = NewDisposeScope();
-                    transformer.LoadTrainedWeights(Safetensors.LoadStateDict(s, leaveOpen: true), $"{filePath}:{part.Entry}weights.safetensors");
-                    return 0;
-                });
+                    scope.Attach(weights.Values);
+                    transformer.LoadTrainedWeights(weights, $"'{filePath}', entry '{weightsEntry}'");
+                }
                 if (part.AdaptersMerged) transformer.MergeAdapters();
             }
         }
@@ -144,16 +163,20 @@ internal static class AdapterModelArchive
         return new TransformerChain<ITransformer>(parts.ToArray());
     }
 
-    /// <summary>The base encoder for <paramref name="settings"/>: a copy of the one given, or one loaded from the recorded source; its SHA-256 must match.</summary>
-    private static (Encoders.BertModel Model, Tokenization.BertTextTokenizer Tokenizer) ResolveBase(
-        LoraModelSettings settings, PretrainedEncoder? given, CheckpointCache? cache, string filePath)
+    /// <summary>
+    /// The base encoder for <paramref name="settings"/>: the one already shared in this process when some model uses it
+    /// (nothing loaded: a further load adds only its adapters), else the one given, else one loaded from the recorded
+    /// source; its SHA-256 must match.
+    /// </summary>
+    private static SharedBaseEncoder ResolveBase(LoraModelSettings settings, PretrainedEncoder? given, CheckpointCache? cache, string filePath)
     {
         var recorded = settings.BaseEncoder;
         if (given is not null)
         {
             CheckSameBase(recorded, given.Identity, filePath);
-            return (given.Model.Clone(), given.Tokenizer);
+            return SharedBaseEncoder.For(given);
         }
+        if (SharedBaseEncoder.TryGet(recorded.Sha256) is { } live) return live;
         PretrainedEncoder loaded;
         try
         {
@@ -165,16 +188,11 @@ internal static class AdapterModelArchive
                 $"The base encoder '{recorded.Name}' (SHA-256 {recorded.Sha256}) recorded in '{filePath}' could not be loaded from {recorded.Source}: {e.Message} " +
                 "Make it available there, or pass it to LoadWithAdapters(..., baseEncoder: PretrainedEncoder.Load(...)).", e);
         }
-        try
+        using (loaded)
         {
             CheckSameBase(recorded, loaded.Identity, filePath);
+            return SharedBaseEncoder.For(loaded, loadedToShare: true);
         }
-        catch
-        {
-            loaded.Dispose();
-            throw;
-        }
-        return (loaded.Model, loaded.Tokenizer);
     }
 
     private static void CheckSameBase(EncoderIdentity recorded, EncoderIdentity actual, string filePath)
@@ -191,20 +209,14 @@ internal static class AdapterModelArchive
         _ => [model],
     };
 
-    private static void WriteMLNet(ModelOperationsCatalog catalog, ZipArchive zip, string entry, List<ITransformer> run, DataViewSchema schema) =>
-        WriteEntry(zip, entry, s =>
-        {
-            // ML.NET's writer needs a seekable stream.
-            using var buffer = new MemoryStream();
-            catalog.Save(new TransformerChain<ITransformer>(run.ToArray()), schema, buffer);
-            buffer.Position = 0;
-            buffer.CopyTo(s);
-        });
-
-    private static void WriteEntry(ZipArchive zip, string name, Action<Stream> write)
+    /// <summary>Writes one entry and returns the SHA-256 of its bytes.</summary>
+    private static string WriteEntry(ZipArchive zip, string name, Action<Stream> write, CompressionLevel compression = CompressionLevel.Optimal)
     {
-        using var stream = zip.CreateEntry(name, CompressionLevel.Optimal).Open();
-        write(stream);
+        using var buffer = new MemoryStream();
+        write(buffer);
+        buffer.Position = 0;
+        using (var stream = zip.CreateEntry(name, compression).Open()) buffer.CopyTo(stream);
+        return Convert.ToHexStringLower(SHA256.HashData(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)));
     }
 
     private static ZipArchive OpenZip(string filePath)
@@ -219,13 +231,44 @@ internal static class AdapterModelArchive
         }
     }
 
-    private static T ReadEntry<T>(ZipArchive zip, string name, string filePath, Func<Stream, T> read)
+    /// <summary>
+    /// Reads entries, checking each against the manifest's SHA-256 (format 2 on) before anything parses it; every error
+    /// names the file and the entry.
+    /// </summary>
+    private sealed class EntryReader(ZipArchive zip, string filePath, IReadOnlyDictionary<string, string>? sha256)
     {
-        var entry = zip.GetEntry(name)
-            ?? throw new InvalidDataException($"'{filePath}' is not a model saved with SaveWithAdapters: entry '{name}' is missing.");
-        using var buffer = new MemoryStream();
-        using (var stream = entry.Open()) stream.CopyTo(buffer);
-        buffer.Position = 0;
-        return read(buffer);
+        public T Read<T>(string name, Func<Stream, T> read)
+        {
+            var entry = zip.GetEntry(name)
+                ?? throw new InvalidDataException($"'{filePath}' is not a complete model saved with SaveWithAdapters: entry '{name}' is missing.");
+            using var buffer = new MemoryStream();
+            try
+            {
+                using var stream = entry.Open();
+                stream.CopyTo(buffer);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new InvalidDataException($"'{filePath}': entry '{name}' cannot be decompressed; the file is damaged ({e.Message}).", e);
+            }
+            if (sha256 is not null)
+            {
+                if (!sha256.TryGetValue(name, out string? expected))
+                    throw new InvalidDataException($"'{filePath}': entry '{name}' has no SHA-256 in the manifest; the file is damaged.");
+                string actual = Convert.ToHexStringLower(SHA256.HashData(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)));
+                if (!string.Equals(actual, expected, StringComparison.OrdinalIgnoreCase))
+                    throw new InvalidDataException($"'{filePath}': entry '{name}' is damaged: its SHA-256 is {actual}, the manifest recorded {expected}.");
+            }
+            buffer.Position = 0;
+            try
+            {
+                return read(buffer);
+            }
+            catch (Exception e) when (e is JsonException or InvalidDataException or FormatException or ArgumentException or InvalidOperationException or NotSupportedException or EndOfStreamException
+                                      && !e.Message.StartsWith($"'{filePath}'", StringComparison.Ordinal))
+            {
+                throw new InvalidDataException($"'{filePath}': entry '{name}' cannot be read: {e.Message}", e);
+            }
+        }
     }
 }

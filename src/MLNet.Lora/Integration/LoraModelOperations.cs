@@ -31,7 +31,7 @@ public static class LoraModelOperations
     /// <param name="catalog"><c>mlContext.Model</c>.</param>
     /// <param name="filePath">The zip file.</param>
     /// <param name="inputSchema">The schema of the data the model takes.</param>
-    /// <param name="baseEncoder">The base encoder, when it cannot be found from the recorded source; its weights are copied.</param>
+    /// <param name="baseEncoder">The base encoder, when it cannot be found from the recorded source; its weights are shared, never changed.</param>
     /// <param name="cacheDirectory">Folder of converted encoders; default the per-user cache.</param>
     public static ITransformer LoadWithAdapters(this ModelOperationsCatalog catalog, string filePath, out DataViewSchema inputSchema,
         PretrainedEncoder? baseEncoder = null, string? cacheDirectory = null)

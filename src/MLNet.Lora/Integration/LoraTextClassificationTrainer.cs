@@ -27,6 +27,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
 {
     private readonly IHostEnvironment env;
     private readonly Options options;
+    private readonly LoraConfig lora;
 
     /// <summary>Creates the trainer. Prefer <c>mlContext.MulticlassClassification.Trainers.LoraTextClassification(...)</c>.</summary>
     public LoraTextClassificationTrainer(MLContext mlContext, Options options)
@@ -37,7 +38,8 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
     internal LoraTextClassificationTrainer(IHostEnvironment env, Options options)
     {
         this.env = env ?? throw new ArgumentNullException(nameof(env));
-        this.options = (options ?? throw new ArgumentNullException(nameof(options))).Validate();
+        this.options = options ?? throw new ArgumentNullException(nameof(options));
+        lora = options.Validate();
     }
 
     /// <summary>Settings of <see cref="LoraTextClassificationTrainer"/>. Every field has a sensible default.</summary>
@@ -61,7 +63,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         /// <summary>Where the base encoder comes from; default the embedded all-MiniLM-L6-v2.</summary>
         public EncoderSource BaseModel = EncoderSource.Default;
 
-        /// <summary>An encoder already loaded; when set it is used instead of <see cref="BaseModel"/> (its weights are copied, not changed).</summary>
+        /// <summary>An encoder already loaded; when set it is used instead of <see cref="BaseModel"/> (its weights are shared, never changed; full fine-tuning trains a copy).</summary>
         public PretrainedEncoder? Encoder;
 
         /// <summary>Folder of converted encoders; default a per-user cache (or the MLNET_LORA_CACHE environment variable).</summary>
@@ -84,6 +86,16 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
 
         /// <summary>Rank-stabilised scaling alpha / √r (rsLoRA).</summary>
         public bool UseRsLora;
+
+        /// <summary>
+        /// A Hugging Face PEFT LoRA adapter folder (<c>adapter_config.json</c> and <c>adapter_model.safetensors</c> or
+        /// <c>.bin</c>, as <see cref="LoraTextClassificationTransformer.SavePeftAdapter"/> writes) to start from instead of a
+        /// fresh adapter. Its rank, alpha, target modules, rank and alpha patterns and rsLoRA replace <see cref="Rank"/>,
+        /// <see cref="Alpha"/>, <see cref="TargetModules"/> and <see cref="UseRsLora"/> (<see cref="LoraDropout"/> still
+        /// applies); its classification head is used too when it has as many classes as the data, else the head starts
+        /// fresh. LoRA mode only.
+        /// </summary>
+        public string? InitialAdapter;
 
         /// <summary>LoRA+: B's learning rate is this many times A's (the paper suggests 16); 1 is plain LoRA.</summary>
         public double LoraPlusLearningRateRatio = 1;
@@ -174,9 +186,8 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
             _ => FineTuningSettings.DefaultLoraLearningRate,
         };
 
-        internal LoraConfig LoraConfig => new() { Rank = Rank, Alpha = Alpha, Dropout = LoraDropout, TargetModules = TargetModules, UseRsLora = UseRsLora };
-
-        internal Options Validate()
+        /// <summary>Checks every setting, naming the first invalid one, and builds the adapter's <see cref="Adapters.LoraConfig"/>, the one description of it that training, the model and its files use.</summary>
+        internal LoraConfig Validate()
         {
             static void Check(bool ok, string name, object? value, string rule)
             {
@@ -186,12 +197,10 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
             Check(!string.IsNullOrWhiteSpace(TextColumnName), nameof(TextColumnName), TextColumnName, "must name a column");
             Check(!string.IsNullOrWhiteSpace(ScoreColumnName), nameof(ScoreColumnName), ScoreColumnName, "must name a column");
             Check(!string.IsNullOrWhiteSpace(PredictedLabelColumnName), nameof(PredictedLabelColumnName), PredictedLabelColumnName, "must name a column");
-            Check(Rank > 0, nameof(Rank), Rank, "must be positive");
-            Check(Alpha > 0 && double.IsFinite(Alpha), nameof(Alpha), Alpha, "must be positive");
-            Check(LoraDropout >= 0 && LoraDropout < 1, nameof(LoraDropout), LoraDropout, "must be in [0, 1)");
             Check(HeadDropout >= 0 && HeadDropout < 1, nameof(HeadDropout), HeadDropout, "must be in [0, 1)");
             Check(AttentionDropout is null || (AttentionDropout >= 0 && AttentionDropout < 1), nameof(AttentionDropout), AttentionDropout, "must be in [0, 1)");
-            Check(TargetModules != LoraTargetModules.None && (TargetModules & ~LoraTargetModules.All) == 0, nameof(TargetModules), TargetModules, "must name at least one module");
+            Check(InitialAdapter is null || (Mode == FineTuningMode.Lora && !string.IsNullOrWhiteSpace(InitialAdapter)), nameof(InitialAdapter), InitialAdapter,
+                $"needs {nameof(Mode)} = {nameof(FineTuningMode.Lora)} and a folder");
             Check(LoraPlusLearningRateRatio > 0, nameof(LoraPlusLearningRateRatio), LoraPlusLearningRateRatio, "must be positive");
             Check(MaxEpochs > 0, nameof(MaxEpochs), MaxEpochs, "must be positive");
             Check(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive");
@@ -204,7 +213,16 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
             Check(EarlyStoppingPatience is null or > 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, "must be positive");
             Check(InferenceBatchSize > 0, nameof(InferenceBatchSize), InferenceBatchSize, "must be positive");
             ArgumentNullException.ThrowIfNull(BaseModel, nameof(BaseModel));
-            return this;
+            try
+            {
+                return new LoraConfig { Rank = Rank, Alpha = Alpha, Dropout = LoraDropout, TargetModules = TargetModules, UseRsLora = UseRsLora };
+            }
+            catch (ArgumentOutOfRangeException e) when (e.ParamName is { } setting)
+            {
+                // The config checks its own settings; name them as this class does.
+                string field = setting == nameof(LoraConfig.Dropout) ? nameof(LoraDropout) : setting;
+                throw new ArgumentOutOfRangeException(field, e.ActualValue, $"{nameof(Options)}.{field} {LoraConfig.RuleOf(setting)} (was {e.ActualValue}).");
+            }
         }
     }
 
@@ -243,18 +261,30 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         var rows = TrainingData.Read(trainData, options, channel);
         int classCount = (int)((KeyDataViewType)labelColumn.Type).Count;
         TrainingData.CheckClasses(rows.Labels, classCount, options.LabelColumnName);
+        if (validationData is not null) TrainingData.CheckValidationLabel(labelColumn, validationData.Schema, options.LabelColumnName);
         var validationRows = validationData is null ? null : TrainingData.Read(validationData, options, channel);
         if (validationRows is null && options.ValidationFraction > 0) (rows, validationRows) = rows.Split(options.ValidationFraction, seed);
 
         var device = MLContextAccess.Device(env);
         if (options.GradientCheckpointing && device.type != DeviceType.CPU)
             throw new NotSupportedException($"{nameof(Options)}.{nameof(Options.GradientCheckpointing)} runs on the CPU only (it replays dropout from the CPU generator); this MLContext trains on {device}.");
-        var (encoderModel, tokenizer, identity) = LoadEncoder(channel);
+        var shared = LoadEncoder(channel);
+        var (tokenizer, identity) = (shared.Tokenizer, shared.Identity);
+        var encoderModel = shared.CreateEncoder(frozen: options.Mode != FineTuningMode.Full);
+        if (options.MaxSequenceLength > encoderModel.Config.MaxPositionEmbeddings)
+        {
+            encoderModel.Dispose();
+            throw new ArgumentOutOfRangeException(nameof(Options.MaxSequenceLength), options.MaxSequenceLength,
+                $"{nameof(Options)}.{nameof(Options.MaxSequenceLength)} is {options.MaxSequenceLength}, but the base encoder '{identity.Name}' has " +
+                $"{encoderModel.Config.MaxPositionEmbeddings} positions (max_position_embeddings): set it to {encoderModel.Config.MaxPositionEmbeddings} or less.");
+        }
         if (options.AttentionDropout is { } attentionDropout) encoderModel.AttentionDropout = attentionDropout;   // a copy or our own load
         encoderModel.GradientCheckpointing = options.GradientCheckpointing;
         TextClassificationModel? model = null;
+        Peft.PeftAdapter? initial = null;
         try
         {
+            initial = options.InitialAdapter is { } folder ? Peft.PeftAdapterFolder.Read(folder, encoderModel) : null;
             var modelSettings = new LoraModelSettings
             {
                 TextColumnName = options.TextColumnName,
@@ -263,7 +293,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
                 PredictedLabelColumnName = options.PredictedLabelColumnName,
                 LabelColumnName = options.LabelColumnName,
                 Mode = options.Mode,
-                Lora = options.LoraConfig,
+                Lora = initial is null ? lora : initial.Config with { Dropout = options.LoraDropout },
                 Pooling = options.Pooling,
                 MaxSequenceLength = options.MaxSequenceLength,
                 InferenceBatchSize = options.InferenceBatchSize,
@@ -273,11 +303,22 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
             };
             torch.random.manual_seed(seed);
             model = LoraTextClassificationTransformer.BuildModel(encoderModel, modelSettings, options.HeadDropout);
+            if (initial is not null)
+            {
+                bool sameClasses = initial.ClassCount == classCount;
+                initial.CopyInto(model, copyHead: sameClasses);
+                channel.Info(MessageSensitivity.None, $"Starting from the adapter in '{options.InitialAdapter}'" +
+                             (sameClasses ? " and its head." : $"; its head ({initial.ClassCount?.ToString() ?? "none"} classes, not {classCount}) is not used."));
+                initial.Dispose();
+            }
             model.to(device);
             FineTuningLoop.PrepareParameters(model, options.Mode);
 
             var train = rows.Encode(tokenizer, options.MaxSequenceLength);
             var validation = validationRows?.Encode(tokenizer, options.MaxSequenceLength);
+            int replaced = train.ReplacedInvalidTextCount + (validation?.ReplacedInvalidTextCount ?? 0);
+            if (replaced > 0)
+                channel.Warning(MessageSensitivity.None, $"{replaced} texts held invalid UTF-16 (lone surrogates), replaced by U+FFFD before tokenizing.");
             if (train.TruncatedCount > 0)
                 channel.Info(MessageSensitivity.None, $"{train.TruncatedCount} of {train.Count} training texts were longer than {options.MaxSequenceLength} tokens and were truncated.");
             channel.Info(MessageSensitivity.None, $"Fine-tuning {identity.Name} ({options.Mode}) on {train.Count} rows, {classCount} classes, " +
@@ -302,7 +343,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
             var loop = new FineTuningLoop(model, tokenizer, settings, device, message => channel.Info(MessageSensitivity.None, message));
             var history = loop.Run(train, validation, options.Progress, options.EpochEnded, options.CancellationToken);
 
-            var transformer = new LoraTextClassificationTransformer(env, model, tokenizer, modelSettings, device)
+            var transformer = new LoraTextClassificationTransformer(env, model, shared, modelSettings, device)
             {
                 TrainingHistory = history,
             };
@@ -311,19 +352,20 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         }
         catch
         {
+            initial?.Dispose();
             if (model is not null) model.Dispose(); else encoderModel.Dispose();
             throw;
         }
     }
 
-    /// <summary>The encoder to fine-tune: a copy of <see cref="Options.Encoder"/>, or one loaded (and owned) from <see cref="Options.BaseModel"/>.</summary>
-    private (BertModel Model, Tokenization.BertTextTokenizer Tokenizer, EncoderIdentity Identity) LoadEncoder(IChannel channel)
+    /// <summary>The base to fine-tune over, shared with every model over the same weights: <see cref="Options.Encoder"/>'s, or one loaded from <see cref="Options.BaseModel"/>.</summary>
+    private SharedBaseEncoder LoadEncoder(IChannel channel)
     {
-        if (options.Encoder is { } shared) return (shared.Model.Clone(), shared.Tokenizer, shared.Identity);
+        if (options.Encoder is { } given) return SharedBaseEncoder.For(given);
         channel.Info(MessageSensitivity.None, $"Loading the base encoder from {options.BaseModel}.");
         var cache = options.CacheDirectory is null ? null : new CheckpointCache(options.CacheDirectory);
-        var loaded = PretrainedEncoder.Load(options.BaseModel, cache);
-        return (loaded.Model, loaded.Tokenizer, loaded.Identity);
+        using var loaded = PretrainedEncoder.Load(options.BaseModel, cache);
+        return SharedBaseEncoder.For(loaded, loadedToShare: true);
     }
 
     private static void CheckShape(SchemaShape schema, string name, string role)
@@ -331,7 +373,8 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         if (Find(schema, name) is not { } column)
             throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
         if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
-            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' must be a text (string) scalar, but it is {column.ItemType}.");
+            throw new ArgumentOutOfRangeException(nameof(schema), LoraTextClassificationTransformer.NotTextMessage(role, name,
+                column.Kind == SchemaShape.Column.VectorKind.Scalar ? $"{column.ItemType}" : $"a vector of {column.ItemType}"));
     }
 
     private static SchemaShape.Column? Find(SchemaShape schema, string name) =>

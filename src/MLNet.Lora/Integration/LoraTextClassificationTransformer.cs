@@ -2,6 +2,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using MLNet.Lora.Adapters;
+using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Tokenization;
 using MLNet.Lora.Training;
 using TorchSharp;
@@ -14,18 +15,35 @@ namespace MLNet.Lora;
 /// column, scoring rows in batches. Works in pipelines, with <c>PredictionEngine</c> (one engine per thread, as ML.NET
 /// documents) and with ML.NET's evaluators. Save it with <c>mlContext.Model.SaveWithAdapters</c>.
 /// </summary>
+/// <remarks>
+/// <para>
+/// Memory: the network lives in native (libtorch) memory. The frozen base encoder is shared by every model over the
+/// same base in the process (held once, by SHA-256); each model owns only its adapters and head (in full fine-tuning,
+/// its whole encoder). Everything is reclaimed by the garbage collector once the model is unreachable.
+/// </para>
+/// <para>
+/// <see cref="Dispose"/> frees the model's native memory now, but never breaks the model: ML.NET disposes the model a
+/// <c>PredictionEngine</c> was built on when the engine is disposed (and <c>PredictionEnginePool</c> does so too), so
+/// a disposed model keeps its trained weights in managed memory and rebuilds its network on its next use. Disposal
+/// waits for scoring in progress to finish.
+/// </para>
+/// </remarks>
 public sealed partial class LoraTextClassificationTransformer : ITransformer, IDisposable
 {
-    private readonly TextClassificationModel model;
-    private readonly BertTextTokenizer tokenizer;
+    private readonly SharedBaseEncoder baseEncoder;
     private readonly Device device;
+    private readonly object gate = new();
+    private TextClassificationModel? model;
+    private TrainedState? released;
+    private int users;
+    private bool releaseRequested;
 
-    internal LoraTextClassificationTransformer(IHostEnvironment env, TextClassificationModel model, BertTextTokenizer tokenizer,
+    internal LoraTextClassificationTransformer(IHostEnvironment env, TextClassificationModel model, SharedBaseEncoder baseEncoder,
         Integration.LoraModelSettings settings, Device device)
     {
         Environment = env;
         this.model = model;
-        this.tokenizer = tokenizer;
+        this.baseEncoder = baseEncoder;
         this.device = device;
         Settings = settings;
         model.eval();
@@ -34,19 +52,29 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     /// <summary>Columns, adapter settings, classes and base encoder identity.</summary>
     public Integration.LoraModelSettings Settings { get; }
 
-    /// <summary>The network: the encoder with its adapters, and the head.</summary>
-    public TextClassificationModel Model => model;
+    /// <summary>The network: the encoder with its adapters, and the head (rebuilt if the model was disposed).</summary>
+    public TextClassificationModel Model
+    {
+        get
+        {
+            lock (gate) return Live();
+        }
+    }
 
     /// <summary>The tokenizer of the base encoder.</summary>
-    public BertTextTokenizer Tokenizer => tokenizer;
+    public BertTextTokenizer Tokenizer => baseEncoder.Tokenizer;
+
+    internal SharedBaseEncoder BaseEncoder => baseEncoder;
 
     /// <summary>Number of parameters that were trained (adapters and head, or everything in full fine-tuning).</summary>
-    public long TrainedParameterCount => Settings.Mode switch
+    public long TrainedParameterCount
     {
-        FineTuningMode.Full => model.parameters().Sum(p => p.numel()),
-        FineTuningMode.HeadOnly => model.Classifier.parameters().Sum(p => p.numel()),
-        _ => LoraInjector.AdapterState(model.Encoder).Values.Sum(t => t.numel()) + model.Classifier.parameters().Sum(p => p.numel()),
-    };
+        get
+        {
+            using var lease = Use();
+            return TrainedWeights().Values.Sum(t => t.numel());
+        }
+    }
 
     /// <summary>The per-epoch figures of the fit that produced this model (empty after loading).</summary>
     public IReadOnlyList<EpochSummary> TrainingHistory { get; init; } = [];
@@ -54,16 +82,30 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     internal IHostEnvironment Environment { get; }
 
     /// <summary>Whether the adapters are merged into the inference weights.</summary>
-    public bool AdaptersMerged => LoraInjector.FindLoraLayers(model.Encoder).Any(l => l.Layer.IsMerged);
+    public bool AdaptersMerged
+    {
+        get
+        {
+            lock (gate) return model is null ? released!.Merged : LoraInjector.FindLoraLayers(model.Encoder).Any(l => l.Layer.IsMerged);
+        }
+    }
 
     /// <inheritdoc/>
     public bool IsRowToRowMapper => true;
 
     /// <summary>Folds the adapters into copies of the adapted weights: same outputs, no extra latency. The base stays untouched.</summary>
-    public void MergeAdapters() => LoraInjector.Merge(model.Encoder);
+    public void MergeAdapters()
+    {
+        using var lease = Use();
+        LoraInjector.Merge(lease.Model.Encoder);
+    }
 
     /// <summary>Undoes <see cref="MergeAdapters"/>.</summary>
-    public void UnmergeAdapters() => LoraInjector.Unmerge(model.Encoder);
+    public void UnmergeAdapters()
+    {
+        using var lease = Use();
+        LoraInjector.Unmerge(lease.Model.Encoder);
+    }
 
     /// <inheritdoc/>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
@@ -96,7 +138,12 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     public float[][] PredictProbabilities(IReadOnlyList<string?> texts, IReadOnlyList<string?>? pairs = null)
     {
         var encoded = new EncodedText[texts.Count];
-        for (int i = 0; i < encoded.Length; i++) encoded[i] = tokenizer.Encode(texts[i], pairs?[i], Settings.MaxSequenceLength);
+        for (int i = 0; i < encoded.Length; i++) encoded[i] = Tokenizer.Encode(texts[i], pairs?[i], Settings.MaxSequenceLength);
+        if (encoded.Count(e => e.ReplacedInvalidText) is > 0 and var replaced)
+        {
+            using var channel = Environment.Start(nameof(LoraTextClassificationTransformer));
+            channel.Warning(MessageSensitivity.None, $"{replaced} of {encoded.Length} texts held invalid UTF-16 (lone surrogates), replaced by U+FFFD before scoring.");
+        }
         var order = Enumerable.Range(0, encoded.Length).OrderBy(i => encoded[i].Length).ToArray();
         var result = new float[encoded.Length][];
         int batchSize = Settings.InferenceBatchSize;
@@ -112,10 +159,11 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     /// <summary>One forward pass over a batch padded to its longest item.</summary>
     internal float[][] ScoreEncoded(IReadOnlyList<EncodedText> items)
     {
+        using var lease = Use();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var batch = TokenBatch.Collate(items, tokenizer.PadTokenId, device);
-        Tensor probabilities = model.forward(batch).softmax(-1).to(float32).cpu();     // [batch, classes]
+        var batch = TokenBatch.Collate(items, Tokenizer.PadTokenId, device);
+        Tensor probabilities = lease.Model.forward(batch).softmax(-1).to(float32).cpu();     // [batch, classes]
         float[] flat = probabilities.data<float>().ToArray();
         int classes = Settings.ClassCount;
         var rows = new float[items.Count][];
@@ -134,8 +182,14 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
         var column = schema.GetColumnOrNull(name)
             ?? throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
         if (column.Type is not TextDataViewType)
-            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' must be text (string), but it is {column.Type}.");
+            throw new ArgumentOutOfRangeException(nameof(schema), NotTextMessage(role, name,
+                column.Type is VectorDataViewType vector ? $"a vector of {vector.ItemType} ({vector})" : $"{column.Type}"));
     }
+
+    internal static string NotTextMessage(string role, string name, string actual) =>
+        $"The {role} column '{name}' must be a single text (string) value per row, but it is {actual}. " +
+        "To classify several text columns, join them into one string (for example with CustomMapping or in the data class), " +
+        "or use the second text column for pair tasks; do not Concatenate them into a vector.";
 
     /// <summary>Builds the network for <paramref name="settings"/> over <paramref name="encoder"/> (adapters injected in LoRA mode, fresh head).</summary>
     internal static TextClassificationModel BuildModel(Encoders.BertModel encoder, Integration.LoraModelSettings settings, double headDropout = 0.1)
@@ -144,30 +198,124 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
         return new TextClassificationModel(encoder, settings.ClassCount, settings.Pooling, headDropout);
     }
 
-    /// <summary>The weights a fit changed, by parameter name: adapters and head, the whole network, or the head alone.</summary>
-    internal Dictionary<string, Tensor> TrainedWeights() => model.named_parameters()
-        .Where(p => Settings.Mode switch
-        {
-            FineTuningMode.Full => true,
-            FineTuningMode.HeadOnly => p.name.StartsWith("classifier.", StringComparison.Ordinal),
-            _ => p.name.StartsWith("classifier.", StringComparison.Ordinal) || p.name.Contains(".lora_A.") || p.name.Contains(".lora_B."),
-        })
-        .ToDictionary(p => p.name, p => (Tensor)p.parameter);
+    /// <summary>
+    /// The weights a fit changed, by parameter name: adapters and head, the whole network, or the head alone. They are
+    /// the live network's: hold a <see cref="Use"/> lease while using them.
+    /// </summary>
+    internal Dictionary<string, Tensor> TrainedWeights() => Live().TrainedWeights(Settings.Mode);
 
     /// <summary>Copies saved <paramref name="weights"/> in by name; every trained weight must be present with its shape.</summary>
+    /// <summary>
+    /// Copies saved <paramref name="weights"/> in by name; every trained weight must be present with its shape, and
+    /// finite (a damaged file must not load as a model that scores NaN).
+    /// </summary>
     internal void LoadTrainedWeights(IReadOnlyDictionary<string, Tensor> weights, string source)
     {
+        using var lease = Use();
         using var _ = no_grad();
         foreach (var (name, target) in TrainedWeights())
         {
             if (!weights.TryGetValue(name, out var saved))
-                throw new InvalidDataException($"Weight '{name}' is missing from '{source}'.");
+                throw new InvalidDataException($"Weight '{name}' is missing from {source}.");
             if (!saved.shape.SequenceEqual(target.shape))
-                throw new InvalidDataException($"Weight '{name}' in '{source}' has shape [{string.Join(", ", saved.shape)}] but the model expects [{string.Join(", ", target.shape)}].");
+                throw new InvalidDataException($"Weight '{name}' in {source} has shape [{string.Join(", ", saved.shape)}] but the model expects [{string.Join(", ", target.shape)}].");
+            if (!saved.isfinite().all().item<bool>())
+                throw new InvalidDataException($"Weight '{name}' in {source} holds NaN or infinite values; the file is damaged or the model diverged before it was saved.");
             target.copy_(saved);
         }
     }
 
-    /// <summary>Disposes the network.</summary>
-    public void Dispose() => model.Dispose();
+    /// <summary>
+    /// Frees the network's native memory now (the shared base stays while other models use it). The model stays
+    /// usable: its trained weights are kept in managed memory and the network is rebuilt on the next use, because ML.NET
+    /// disposes a model whenever a <c>PredictionEngine</c> built on it is disposed. Scoring in progress finishes first.
+    /// </summary>
+    public void Dispose()
+    {
+        lock (gate)
+        {
+            if (model is null) return;
+            releaseRequested = true;
+            if (users == 0) Release();
+        }
+    }
+
+    /// <summary>Marks the network in use until the lease is disposed, so that <see cref="Dispose"/> waits for it.</summary>
+    internal Lease Use()
+    {
+        lock (gate)
+        {
+            var live = Live();
+            users++;
+            return new Lease(this, live);
+        }
+    }
+
+    /// <summary>A use of the network; see <see cref="Use"/>.</summary>
+    internal readonly struct Lease(LoraTextClassificationTransformer owner, TextClassificationModel model) : IDisposable
+    {
+        public TextClassificationModel Model => model;
+
+        public void Dispose()
+        {
+            lock (owner.gate)
+            {
+                if (--owner.users == 0 && owner.releaseRequested) owner.Release();
+            }
+        }
+    }
+
+    /// <summary>The network, rebuilt from the shared base and the kept weights if it was released. Call under the gate.</summary>
+    private TextClassificationModel Live()
+    {
+        if (model is not null) return model;
+        var state = released!;
+        var network = BuildModel(baseEncoder.CreateEncoder(frozen: Settings.Mode != FineTuningMode.Full), Settings);
+        try
+        {
+            network.to(device);
+            model = network;
+            using (var scope = NewDisposeScope())
+            {
+                var weights = state.ToTensors();
+                LoadTrainedWeights(weights, "the weights kept when the model was disposed");
+            }
+            if (state.Merged) LoraInjector.Merge(network.Encoder);
+            network.eval();
+            released = null;
+            return network;
+        }
+        catch
+        {
+            model = null;
+            network.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Keeps the trained weights in managed memory and frees the network. Call under the gate.</summary>
+    private void Release()
+    {
+        var network = model!;
+        bool merged = LoraInjector.FindLoraLayers(network.Encoder).Any(l => l.Layer.IsMerged);
+        released = TrainedState.From(TrainedWeights(), merged);
+        model = null;
+        releaseRequested = false;
+        network.Dispose();
+    }
+
+    /// <summary>Trained weights held in managed memory while the network is released.</summary>
+    private sealed record TrainedState(Dictionary<string, (float[] Values, long[] Shape)> Weights, bool Merged)
+    {
+        public static TrainedState From(Dictionary<string, Tensor> weights, bool merged) => new(
+            weights.ToDictionary(w => w.Key, w =>
+            {
+                using var cpu = w.Value.detach().to(float32).cpu().contiguous();
+                return (cpu.data<float>().ToArray(), w.Value.shape);
+            }),
+            merged);
+
+        /// <summary>The weights as CPU tensors, in the caller's dispose scope.</summary>
+        public Dictionary<string, Tensor> ToTensors() => Weights.ToDictionary(w => w.Key, w => tensor(w.Value.Values, w.Value.Shape));
+    }
 }

@@ -1,13 +1,13 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using MLNet.Lora.Tokenization;
 
 namespace MLNet.Lora.Integration;
 
 /// <summary>
 /// The lazy output of <see cref="LoraTextClassificationTransformer.Transform"/>: the input's columns plus score and
-/// predicted label. A second cursor over the text columns reads ahead a chunk of rows, which are scored in
-/// length-sorted batches; IDataView cursors are deterministic, so the two cursors see the same rows in the same order.
+/// predicted label. It reads its input through one cursor: a chunk of rows is buffered (texts and the pass-through
+/// values asked for), scored in length-sorted batches, then served. So input that can be enumerated only once (a
+/// queue drained by <c>LoadFromEnumerable</c>) is read once, and every row keeps its own score.
 /// </summary>
 internal sealed class ScoredDataView : IDataView
 {
@@ -31,10 +31,11 @@ internal sealed class ScoredDataView : IDataView
     {
         var needed = columnsNeeded.Select(c => c.Index).ToHashSet();
         int inputCount = input.Schema.Count;
-        var passThrough = needed.Where(i => i < inputCount).Select(i => input.Schema[i]);
         bool scoring = needed.Any(i => i >= inputCount);
-        var lookahead = scoring ? input.GetRowCursor(TextColumns(transformer, input.Schema)) : null;
-        return new Cursor(this, input.GetRowCursor(passThrough), lookahead, needed);
+        var passThrough = needed.Where(i => i < inputCount).Select(i => input.Schema[i]).ToList();
+        if (!scoring) return new PassThroughCursor(this, input.GetRowCursor(passThrough), needed);
+        var read = passThrough.Concat(TextColumns(transformer, input.Schema)).DistinctBy(c => c.Index);
+        return new Cursor(this, input.GetRowCursor(read), passThrough, needed);
     }
 
     public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
@@ -46,73 +47,21 @@ internal sealed class ScoredDataView : IDataView
         if (transformer.Settings.SecondTextColumnName is { } second) yield return schema[second];
     }
 
-    private sealed class Cursor : DataViewRowCursor
+    /// <summary>No output column asked for: the input's rows as they are, nothing scored.</summary>
+    private sealed class PassThroughCursor(ScoredDataView view, DataViewRowCursor input, HashSet<int> active) : DataViewRowCursor
     {
-        private readonly ScoredDataView view;
-        private readonly DataViewRowCursor input;
-        private readonly DataViewRowCursor? lookahead;
-        private readonly HashSet<int> active;
-        private readonly ValueGetter<ReadOnlyMemory<char>>? text;
-        private readonly ValueGetter<ReadOnlyMemory<char>>? pair;
-        private readonly int inputCount;
-        private float[][] scores = [];
-        private int row = -1;
-
-        public Cursor(ScoredDataView view, DataViewRowCursor input, DataViewRowCursor? lookahead, HashSet<int> active)
-        {
-            this.view = view;
-            this.input = input;
-            this.lookahead = lookahead;
-            this.active = active;
-            inputCount = view.input.Schema.Count;
-            if (lookahead is not null)
-            {
-                var settings = view.transformer.Settings;
-                text = lookahead.GetGetter<ReadOnlyMemory<char>>(lookahead.Schema[settings.TextColumnName]);
-                if (settings.SecondTextColumnName is { } second) pair = lookahead.GetGetter<ReadOnlyMemory<char>>(lookahead.Schema[second]);
-            }
-        }
-
         public override long Position => input.Position;
 
         public override long Batch => input.Batch;
 
         public override DataViewSchema Schema => view.Schema;
 
-        public override bool MoveNext()
-        {
-            if (!input.MoveNext()) return false;
-            if (lookahead is not null && ++row >= scores.Length) ScoreNextChunk();
-            return true;
-        }
-
-        private void ScoreNextChunk()
-        {
-            // Read several batches ahead so that sorting by length packs batches tightly.
-            int chunk = view.transformer.Settings.InferenceBatchSize * 8;
-            var texts = new List<string?>(chunk);
-            var pairs = pair is null ? null : new List<string?>(chunk);
-            ReadOnlyMemory<char> value = default;
-            while (texts.Count < chunk && lookahead!.MoveNext())
-            {
-                text!(ref value);
-                texts.Add(value.ToString());
-                if (pairs is not null)
-                {
-                    pair!(ref value);
-                    pairs.Add(value.ToString());
-                }
-            }
-            scores = view.transformer.PredictProbabilities(texts, pairs);
-            row = 0;
-        }
+        public override bool MoveNext() => input.MoveNext();
 
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
         {
             if (!IsColumnActive(column)) throw new InvalidOperationException($"Column '{column.Name}' was not requested from this cursor.");
-            if (column.Index < inputCount) return input.GetGetter<TValue>(view.input.Schema[column.Index]);
-
-            return OutputGetter<TValue>(column, inputCount, () => scores[row]);
+            return input.GetGetter<TValue>(view.input.Schema[column.Index]);
         }
 
         public override ValueGetter<DataViewRowId> GetIdGetter() => input.GetIdGetter();
@@ -121,11 +70,101 @@ internal sealed class ScoredDataView : IDataView
 
         protected override void Dispose(bool disposing)
         {
-            if (disposing)
+            if (disposing) input.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>Reads a chunk of rows into buffers, scores them, serves them, and reads the next chunk.</summary>
+    private sealed class Cursor : DataViewRowCursor
+    {
+        private readonly ScoredDataView view;
+        private readonly DataViewRowCursor input;
+        private readonly HashSet<int> active;
+        private readonly ValueGetter<ReadOnlyMemory<char>> text;
+        private readonly ValueGetter<ReadOnlyMemory<char>>? pair;
+        private readonly ValueGetter<DataViewRowId> readId;
+        private readonly Dictionary<int, ColumnBuffer> columns;
+        private readonly int chunkSize;
+        private readonly List<string?> texts;
+        private readonly List<string?>? pairs;
+        private readonly List<DataViewRowId> ids;
+        private float[][] scores = [];
+        private int row = -1;
+        private long position = -1;
+
+        public Cursor(ScoredDataView view, DataViewRowCursor input, List<DataViewSchema.Column> passThrough, HashSet<int> active)
+        {
+            this.view = view;
+            this.input = input;
+            this.active = active;
+            var settings = view.transformer.Settings;
+            text = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[settings.TextColumnName]);
+            if (settings.SecondTextColumnName is { } second) pair = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[second]);
+            readId = input.GetIdGetter();
+            columns = passThrough.ToDictionary(c => c.Index, c => ColumnBuffer.Create(input, c));
+            // Several batches at a time, so that sorting by length packs batches tightly.
+            chunkSize = settings.InferenceBatchSize * 8;
+            texts = new List<string?>(chunkSize);
+            pairs = pair is null ? null : new List<string?>(chunkSize);
+            ids = new List<DataViewRowId>(chunkSize);
+        }
+
+        public override long Position => position;
+
+        public override long Batch => 0;
+
+        public override DataViewSchema Schema => view.Schema;
+
+        public override bool MoveNext()
+        {
+            if (++row >= texts.Count && !ReadChunk()) return false;
+            position++;
+            return true;
+        }
+
+        private bool ReadChunk()
+        {
+            texts.Clear();
+            pairs?.Clear();
+            ids.Clear();
+            foreach (var buffer in columns.Values) buffer.Clear();
+            ReadOnlyMemory<char> value = default;
+            DataViewRowId id = default;
+            while (texts.Count < chunkSize && input.MoveNext())
             {
-                input.Dispose();
-                lookahead?.Dispose();
+                text(ref value);
+                texts.Add(value.ToString());
+                if (pairs is not null)
+                {
+                    pair!(ref value);
+                    pairs.Add(value.ToString());
+                }
+                readId(ref id);
+                ids.Add(id);
+                foreach (var buffer in columns.Values) buffer.Capture();
             }
+            row = 0;
+            if (texts.Count == 0) return false;
+            scores = view.transformer.PredictProbabilities(texts, pairs);
+            return true;
+        }
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            if (!IsColumnActive(column)) throw new InvalidOperationException($"Column '{column.Name}' was not requested from this cursor.");
+            int inputCount = view.input.Schema.Count;
+            if (column.Index < inputCount) return columns[column.Index].Getter<TValue>(() => row);
+            return OutputGetter<TValue>(column, inputCount, () => scores[row]);
+        }
+
+        public override ValueGetter<DataViewRowId> GetIdGetter() => (ref DataViewRowId value) => value = ids[row];
+
+        public override bool IsColumnActive(DataViewSchema.Column column) => active.Contains(column.Index);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) input.Dispose();
             base.Dispose(disposing);
         }
     }

@@ -41,6 +41,33 @@ internal static class TrainingData
         return column;
     }
 
+    /// <summary>
+    /// Refuses validation data whose label keys mean other classes than the training data's: keys from a mapper fitted
+    /// on the validation data itself number the classes in its own order (or have another count), which would score
+    /// validation rows against the wrong classes and drive best-epoch selection with wrong accuracy.
+    /// </summary>
+    public static void CheckValidationLabel(DataViewSchema.Column trainLabel, DataViewSchema validationSchema, string name)
+    {
+        var validation = CheckLabel(validationSchema, name);
+        ulong trainCount = ((KeyDataViewType)trainLabel.Type).Count, validationCount = ((KeyDataViewType)validation.Type).Count;
+        var trainValues = ClassKeyValues.Read(trainLabel);
+        var validationValues = ClassKeyValues.Read(validation);
+        string? difference =
+            trainCount != validationCount ? $"it has {validationCount} keys and the training data {trainCount}"
+            : trainValues is null != validationValues is null ? "one of them has key values and the other none"
+            : trainValues is not null && !trainValues.Values.SequenceEqual(validationValues!.Values)
+                ? $"its keys stand for [{Shorten(validationValues.Values)}] and the training data's for [{Shorten(trainValues.Values)}]"
+            : null;
+        if (difference is not null)
+            throw new ArgumentException(
+                $"The validation data's label column '{name}' does not number the classes as the training data's does: {difference}. " +
+                "Map the validation labels with the mapper fitted on the training data (fit MapValueToKey once, transform both), " +
+                "or pass the validation rows through the same fitted pipeline.", "validationData");
+    }
+
+    private static string Shorten(string[] values) =>
+        string.Join(", ", values.Take(8)) + (values.Length > 8 ? $", ... ({values.Length} in all)" : "");
+
     /// <summary>Reads every row with a label; null or empty text counts as empty, rows whose label is missing are skipped (and counted in the log).</summary>
     public static TrainingRows Read(IDataView data, LoraTextClassificationTrainer.Options options, IChannel channel)
     {

@@ -62,24 +62,8 @@ public static class SweepReports
         return text.ToString();
     }
 
-    /// <summary>Writes beside <paramref name="path"/> and renames over it.</summary>
-    internal static void WriteAtomically(string path, byte[] bytes)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        string full = Path.GetFullPath(path);
-        string folder = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Cannot write '{path}': folder '{folder}' does not exist.");
-        string temp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            File.WriteAllBytes(temp, bytes);
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-    }
+    /// <summary>Writes beside <paramref name="path"/> and renames over it; the folder must exist.</summary>
+    internal static void WriteAtomically(string path, byte[] bytes) => IO.AtomicFile.Write(path, stream => stream.Write(bytes), createFolder: false);
 
     private static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);
 

@@ -220,19 +220,24 @@ public sealed class FineTuningLoop
 
     private OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> trainable)
     {
-        // No decay on biases and LayerNorm weights (as BERT); LoRA+ gives B a larger learning rate.
-        static bool NoDecay(string name) => name.EndsWith(".bias", StringComparison.Ordinal) || name.Contains("LayerNorm", StringComparison.Ordinal);
-        static bool IsLoraB(string name) => name.Contains(".lora_B.", StringComparison.Ordinal);
+        // Groups by structure, not by name (as nanoGPT and PEFT): no decay on vectors (biases, LayerNorm), as BERT;
+        // LoRA+ gives every adapter's B a larger learning rate.
+        var loraB = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
+        foreach (string adapter in LoraInjector.FindLoraLayers(model).SelectMany(l => l.Layer.AdapterNames).Distinct())
+            foreach (var factors in LoraInjector.Adapters(model, adapter)) loraB.Add(factors.B);
+        bool IsLoraB(Parameter p) => loraB.Contains(p);
+        static bool NoDecay(Parameter p) => p.dim() < 2;
         double lr = settings.LearningRate;
         var groups = new List<AdamW.ParamGroup>();
-        void Add(IEnumerable<(string name, Parameter parameter)> members, double rate, double decay)
+        void Add(IEnumerable<Parameter> members, double rate, double decay)
         {
-            var list = members.Select(m => m.parameter).ToList();
+            var list = members.ToList();
             if (list.Count > 0) groups.Add(new AdamW.ParamGroup(list, lr: rate, weight_decay: decay));
         }
-        Add(trainable.Where(p => !NoDecay(p.name) && !IsLoraB(p.name)), lr, settings.WeightDecay);
-        Add(trainable.Where(p => NoDecay(p.name)), lr, 0);
-        Add(trainable.Where(p => IsLoraB(p.name)), lr * settings.LoraPlusLearningRateRatio, settings.WeightDecay);
+        var parameters = trainable.Select(t => t.parameter).ToList();
+        Add(parameters.Where(p => !NoDecay(p) && !IsLoraB(p)), lr, settings.WeightDecay);
+        Add(parameters.Where(NoDecay), lr, 0);
+        Add(parameters.Where(IsLoraB), lr * settings.LoraPlusLearningRateRatio, settings.WeightDecay);
         return optim.AdamW(groups, lr: lr);
     }
 

@@ -22,4 +22,7 @@ public sealed record LabeledTexts(IReadOnlyList<EncodedText> Items, IReadOnlyLis
 
     /// <summary>How many items lost tokens to truncation.</summary>
     public int TruncatedCount => Items.Count(i => i.Truncated);
+
+    /// <summary>How many items had invalid UTF-16 replaced by U+FFFD.</summary>
+    public int ReplacedInvalidTextCount => Items.Count(i => i.ReplacedInvalidText);
 }

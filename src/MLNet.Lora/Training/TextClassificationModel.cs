@@ -1,3 +1,4 @@
+using MLNet.Lora.Adapters;
 using MLNet.Lora.Encoders;
 using MLNet.Lora.Tokenization;
 using TorchSharp;
@@ -21,6 +22,8 @@ public sealed class TextClassificationModel : nn.Module
         : base(nameof(TextClassificationModel))
     {
         if (classCount < 2) throw new ArgumentOutOfRangeException(nameof(classCount), classCount, "A classifier needs at least two classes.");
+        if (pooling == PoolingStrategy.Pooler && !encoder.Config.AddPoolingLayer)
+            throw new ArgumentException(MLNet.Lora.Encoders.Pooling.NoPoolerMessage("The base encoder"), nameof(pooling));
         bert = encoder;
         dropout = nn.Dropout(headDropout);
         classifier = nn.Linear(encoder.Config.HiddenSize, classCount);
@@ -51,5 +54,26 @@ public sealed class TextClassificationModel : nn.Module
     {
         var output = bert.forward(batch.InputIds, batch.AttentionMask, batch.TokenTypeIds);
         return MLNet.Lora.Encoders.Pooling.Pool(output, batch.AttentionMask, Pooling);
+    }
+
+    /// <summary>
+    /// The weights a fit in <paramref name="mode"/> changes, by parameter name, found by structure: every weight
+    /// (<see cref="FineTuningMode.Full"/>), the head (<see cref="FineTuningMode.HeadOnly"/>), or the head and the default
+    /// adapter's factors (<see cref="FineTuningMode.Lora"/>, named as the module tree names them,
+    /// <c>bert.encoder.layer.0.attention.self.query.lora_A.default.weight</c>, as the adapter zip has always stored them).
+    /// </summary>
+    internal Dictionary<string, Tensor> TrainedWeights(FineTuningMode mode)
+    {
+        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        if (mode == FineTuningMode.Full)
+        {
+            foreach (var (name, parameter) in named_parameters()) weights[name] = parameter;
+            return weights;
+        }
+        foreach (var (name, parameter) in classifier.named_parameters()) weights[$"{nameof(classifier)}.{name}"] = parameter;
+        if (mode == FineTuningMode.Lora)
+            foreach (var (key, factor) in LoraInjector.AdapterState(bert, LoraInjector.DefaultAdapterName, $"{nameof(bert)}.", AdapterKeyStyle.WithAdapterName))
+                weights[key] = factor;
+        return weights;
     }
 }

@@ -80,7 +80,7 @@ public class LoraLinearTests
     [InlineData(4, 16, 1.0)]
     public void InvalidConfigIsRejected(int rank, double alpha, double dropout)
     {
-        var act = () => new LoraConfig { Rank = rank, Alpha = alpha, Dropout = dropout }.Validate();
+        var act = () => new LoraConfig { Rank = rank, Alpha = alpha, Dropout = dropout };
         act.Should().Throw<ArgumentOutOfRangeException>();
     }
 

@@ -43,7 +43,7 @@ public class TrainerValidationTests(TinyEncoderFixture fixture) : IClassFixture<
         var ml = new MLContext(1);
         var data = ml.Data.LoadFromEnumerable(new[] { new { Text = 1.5f, Label = "a" }, new { Text = 2f, Label = "b" } });
         data = ml.Transforms.Conversion.MapValueToKey("Label").Fit(data).Transform(data);
-        Fitting(data).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*text column 'Text' must be text*");
+        Fitting(data).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*text column 'Text' must be a single text (string) value*");
     }
 
     [Fact]

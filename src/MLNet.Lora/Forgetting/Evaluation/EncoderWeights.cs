@@ -41,9 +41,8 @@ internal static class EncoderWeights
 
     /// <summary>The factors A and B of adapter <paramref name="adapterName"/> on every layer that has it.</summary>
     public static IReadOnlyList<WeightModule> Adapters(nn.Module encoder, string adapterName) =>
-        LoraInjector.FindLoraLayers(encoder)
-            .Where(l => l.Layer.AdapterNames.Contains(adapterName))
-            .Select(l => new WeightModule(l.Path, LoraModulePaths.KindOf(l.Path), [l.Layer.LoraA(adapterName), l.Layer.LoraB(adapterName)]))
+        LoraInjector.Adapters(encoder, adapterName)
+            .Select(f => new WeightModule(f.Path, LoraModulePaths.KindOf(f.Path), [f.A, f.B]))
             .ToList();
 
     /// <summary>The adapter active in the encoder's adapted layers, or null when none is (or the encoder has no adapters).</summary>

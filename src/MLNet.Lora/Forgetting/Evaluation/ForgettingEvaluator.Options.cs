@@ -117,7 +117,6 @@ public sealed partial class ForgettingEvaluator
             Check(HeadDropout >= 0 && HeadDropout < 1, nameof(HeadDropout), HeadDropout, "must be in [0, 1)");
             Check(Lora is not null, nameof(Lora), Lora, "must be set");
             Check(Thresholds is not null, nameof(Thresholds), Thresholds, "must be set");
-            Lora!.Validate();
             return this;
         }
     }

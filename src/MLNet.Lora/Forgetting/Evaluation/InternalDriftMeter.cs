@@ -10,7 +10,7 @@ internal static class InternalDriftMeter
     public static InternalComparison Compare(ComparedModel reference, ComparedModel candidate, string task, IReadOnlyList<string> texts,
         int maxSequenceLength, int batchSize, double headThreshold, CancellationToken cancellationToken)
     {
-        var items = Encode(reference, candidate, texts, maxSequenceLength);
+        var items = Encode(reference, candidate, task, texts, maxSequenceLength);
         int hiddenStates = reference.Encoder.Config.NumHiddenLayers + 1;
         if (candidate.Encoder.Config.NumHiddenLayers + 1 != hiddenStates || candidate.Encoder.Config.NumAttentionHeads != reference.Encoder.Config.NumAttentionHeads)
             throw new ArgumentException($"'{reference.Name}' and '{candidate.Name}' have different shapes (layers or heads); drift needs the same architecture.", nameof(candidate));
@@ -77,9 +77,12 @@ internal static class InternalDriftMeter
     }
 
     /// <summary>Encodes the texts once; attention maps can only be compared token by token when both tokenizers agree.</summary>
-    private static IReadOnlyList<EncodedText> Encode(ComparedModel reference, ComparedModel candidate, IReadOnlyList<string> texts, int maxSequenceLength)
+    private static IReadOnlyList<EncodedText> Encode(ComparedModel reference, ComparedModel candidate, string task, IReadOnlyList<string> texts, int maxSequenceLength)
     {
-        if (texts.Count < 2) throw new ArgumentException("Drift needs at least 2 examples.", nameof(texts));
+        if (texts.Count < 2)
+            throw new ArgumentException(
+                $"Task '{task}' leaves {texts.Count} example(s) for measuring drift; drift compares representations across at least 2. " +
+                "Give the task more labelled rows (a few dozen at least) or a Test set of its own.", nameof(texts));
         var items = texts.Select(t => reference.Tokenizer.Encode(t, null, maxSequenceLength)).ToArray();
         if (!ReferenceEquals(reference.Tokenizer, candidate.Tokenizer))
         {

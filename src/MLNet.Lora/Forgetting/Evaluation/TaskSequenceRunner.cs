@@ -61,7 +61,7 @@ internal sealed class TaskSequenceRunner
         var trained = new long[t];
         var snapshots = new List<BertModel>();
 
-        encoder = EncoderSnapshot.Fold(start.Encoder);
+        encoder = LoraInjector.MergeAndUnload(start.Encoder);
         try
         {
             encoder.to(device);
@@ -128,7 +128,7 @@ internal sealed class TaskSequenceRunner
                 if (i < t - 1)
                 {
                     ActivateFor(i);
-                    snapshots.Add(EncoderSnapshot.Fold(encoder));
+                    snapshots.Add(LoraInjector.MergeAndUnload(encoder));
                 }
             }
 

@@ -1,3 +1,4 @@
+using MLNet.Lora.IO;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
