@@ -8,7 +8,7 @@ using TorchSharp;
 namespace MLNet.Lora.Benchmarks;
 
 /// <summary>
-/// Section 8: deployment. A LoRA model fine-tuned on SST-2 is exported to ONNX (float32 and dynamic int8) and scored on
+/// Section 9: deployment. A LoRA model fine-tuned on SST-2 is exported to ONNX (float32 and dynamic int8) and scored on
 /// the 872 SST-2 dev texts, batch 64, by the TorchSharp transformer and by MLNet.Lora.Onnx: first in this process with
 /// ONNX Runtime's spinning on (its default) and off, then each contender in a child process of its own (no in-process
 /// interference). Then dev accuracy of each, and the published size of a scoring-only app for each package.
@@ -18,7 +18,7 @@ internal static partial class Sections
     private static void Deployment(BenchmarkContext ctx)
     {
         var r = ctx.Report;
-        r.Section("8. Deployment: TorchSharp transformer vs MLNet.Lora.Onnx fp32 and int8, SST-2 dev, batch 64; publish size");
+        r.Section("9. Deployment: TorchSharp transformer vs MLNet.Lora.Onnx fp32 and int8, SST-2 dev, batch 64; publish size");
         var w = ctx.Workload;
         int threads = torch.get_num_threads();
         string folder = Path.Combine(Path.GetTempPath(), $"mlnet-lora-bench-deploy-{Environment.ProcessId}");
@@ -161,9 +161,8 @@ internal static class DeployChild
 {
     public static double Measure(string mode, string folder, BenchmarkOptions options)
     {
-        var arguments = new List<string> { "--child", "deploy", "--mode", mode, "--model-dir", folder };
-        if (options.DataDirectory is { } data) arguments.AddRange(["--data", data]);
-        return double.Parse(ChildProcess.RunChild(arguments, options, DeployMarker)[1], CultureInfo.InvariantCulture);
+        string[] extra = options.DataDirectory is { } data ? ["--model-dir", folder, "--data", data] : ["--model-dir", folder];
+        return double.Parse(ChildProcess.Launch("deploy", mode, DeployMarker, options, extra).Split(' ')[1], CultureInfo.InvariantCulture);
     }
 
     private const string DeployMarker = "DEPLOY-RESULT";

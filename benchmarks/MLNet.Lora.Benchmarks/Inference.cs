@@ -27,7 +27,7 @@ internal static partial class Sections
         var lora = w.Build(FineTuningMode.Lora);
         Workload.RandomizeAdapters(lora);
         var ml = new MLContext(seed: 1);
-        using var transformer = new LoraTextClassificationTransformer(ml, lora, MLNet.Lora.Checkpoints.SharedBaseEncoder.For(w.Encoder), w.Settings(FineTuningMode.Lora), CPU);
+        using var transformer = w.Transformer(lora, FineTuningMode.Lora);
         using var ort = OnnxRunner.Create(threads);
         Report.Line($"ONNX Runtime {OrtEnv.Instance().GetVersionString()}: {threads} intra-op threads (as torch), graph optimisation ALL, sequential execution");
 

@@ -53,17 +53,17 @@ internal static class ChildProcess
 
     public static (double PeakMiB, double BeforeMiB, bool ResetWorked) Measure(string mode, BenchmarkOptions options)
     {
-        var parts = RunChild(["--child", "memory", "--mode", mode], options, Marker);
+        var parts = Launch("memory", mode, Marker, options).Split(' ');
         return (double.Parse(parts[1], CultureInfo.InvariantCulture), double.Parse(parts[2], CultureInfo.InvariantCulture), parts[3] == "reset");
     }
 
-    /// <summary>Runs this program as a child with <paramref name="arguments"/> (and the thread setting); returns the words of its <paramref name="marker"/> line.</summary>
-    public static string[] RunChild(IEnumerable<string> arguments, BenchmarkOptions options, string marker)
+    /// <summary>Runs this program as child <paramref name="child"/> in <paramref name="mode"/> and returns its line that starts with <paramref name="marker"/>.</summary>
+    public static string Launch(string child, string mode, string marker, BenchmarkOptions options, params string[] extra)
     {
         string self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's path.");
         var start = new ProcessStartInfo(self) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in arguments) start.ArgumentList.Add(a);
+        foreach (var a in new[] { "--child", child, "--mode", mode }.Concat(extra)) start.ArgumentList.Add(a);
         if (options.Threads is { } t) { start.ArgumentList.Add("--threads"); start.ArgumentList.Add(t.ToString(CultureInfo.InvariantCulture)); }
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync();
@@ -71,8 +71,8 @@ internal static class ChildProcess
         process.WaitForExit();
         var line = stdout.Split('\n').FirstOrDefault(l => l.StartsWith(marker));
         if (process.ExitCode != 0 || line is null)
-            throw new InvalidOperationException($"The child '{string.Join(' ', arguments)}' failed (exit {process.ExitCode}): {stdout} {stderr.Result}");
-        return line.Split(' ');
+            throw new InvalidOperationException($"The {mode} {child} child failed (exit {process.ExitCode}): {stdout} {stderr.Result}");
+        return line;
     }
 
     /// <summary>In the child: load, build, reset the peak counter, run three steps, print the peak.</summary>
@@ -130,7 +130,7 @@ internal static class ChildProcess
     }
 
     /// <summary>A memory line of /proc/self/status, in MiB.</summary>
-    private static double Status(string key)
+    internal static double Status(string key)
     {
         var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith(key + ":"));
         return double.Parse(line.Split(':')[1].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024;

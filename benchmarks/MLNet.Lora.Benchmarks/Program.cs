@@ -30,11 +30,17 @@ if (options.Help)
     return 0;
 }
 
+if (options.Threads is { } threads) TorchRuntime.IntraOpThreads = threads;
 TorchRuntime.EnsureLoaded();
-if (options.Threads is { } threads) torch.set_num_threads(threads);
 Clock.UseCpuTime = options.CpuClock;
 
-if (options.Child is { } child) return child == "deploy" ? DeployChild.Run(options) : ChildProcess.Run(child, options);
+if (options.Child is { } child) return child switch
+{
+    "spin" => Sections.Spin(options.ChildMode ?? "60"),
+    "adapters" => AdapterChild.Run(options),
+    "deploy" => DeployChild.Run(options),
+    _ => ChildProcess.Run(child, options),
+};
 
 var report = new Report();
 string header = Machine.Describe(options) +
@@ -72,13 +78,15 @@ namespace MLNet.Lora.Benchmarks
               --sections LIST    comma-separated section numbers (default all):
                                  0 GEMM peak and forward   1 training step   2 peak memory   3 inference
                                  4 tokenization and Fit throughput   5 size   6 accuracy on real data   7 forward profile
-                                 8 deployment: TorchSharp vs MLNet.Lora.Onnx fp32/int8, publish size
+                                 8 threads: scoring beside a busy process (every core vs the share that fits)
+                                 9 deployment: TorchSharp vs MLNet.Lora.Onnx fp32/int8, publish size
+                                 10 many adapters over one base (memory, mixed batches, load time)
               --data DIR         the real datasets (default ../shared/data beside the repository)
               --datasets LIST    section 6's datasets (default sst2,ag_news,emotion,banking77)
               --modes LIST       section 6's modes (default Lora,Full,HeadOnly)
               --learning-rate X  section 6: this peak learning rate instead of each mode's default
               --seeds LIST       section 6's training seeds, each a run of every mode (default 1)
-              --threads N        torch intra-op threads (default: TorchSharp's choice)
+              --threads N        torch intra-op threads (default: MLNET_LORA_THREADS, the cgroup quota, or every processor)
               --rounds N         rounds per comparison (default 3 quick, 7 full)
               --clock wall|cpu   time with the wall clock (default) or this process's CPU time (robust to other
                                  jobs on a shared machine when used with --threads 1)
@@ -86,7 +94,7 @@ namespace MLNet.Lora.Benchmarks
             """;
 
         public bool Quick { get; init; }
-        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
         public string? DataDirectory { get; init; }
         public string[]? Datasets { get; init; }
         public FineTuningMode[] Modes { get; init; } = [FineTuningMode.Lora, FineTuningMode.Full, FineTuningMode.HeadOnly];

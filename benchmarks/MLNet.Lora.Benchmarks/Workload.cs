@@ -59,6 +59,10 @@ internal sealed class Workload : IDisposable
         return model;
     }
 
+    /// <summary>A transformer over <paramref name="model"/> (from <see cref="Build"/>), as a fit of <paramref name="mode"/> returns it, scoring on the CPU.</summary>
+    public LoraTextClassificationTransformer Transformer(TextClassificationModel model, FineTuningMode mode) =>
+        new(new Microsoft.ML.MLContext(seed: 1), model, MLNet.Lora.Checkpoints.SharedBaseEncoder.For(Encoder), Settings(mode, model.ClassCount), TorchSharp.torch.CPU);
+
     /// <summary>The settings the trainer would record for <paramref name="mode"/> with its defaults.</summary>
     public LoraModelSettings Settings(FineTuningMode mode, int classCount = 2)
     {

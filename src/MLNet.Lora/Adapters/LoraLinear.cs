@@ -139,9 +139,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         mergedWeight = null;
     }
 
-    /// <summary>y = W x + b + scaling · B A dropout(x), or W' x + b when merged.</summary>
+    /// <summary>
+    /// y = W x + b + scaling · B A dropout(x), or W' x + b when merged; while an <see cref="AdapterRouting"/> is in
+    /// effect on the thread, each row gets its own adapter's update instead.
+    /// </summary>
     public override Tensor forward(Tensor input)
     {
+        if (AdapterRouting.Current is { } routing) return routing.Apply(this, input, base_layer.forward(input));
         if (mergedWeight is not null) return F.linear(input, mergedWeight, base_layer.bias);
         Tensor result = base_layer.forward(input);
         if (ActiveAdapter is not { } name) return result;

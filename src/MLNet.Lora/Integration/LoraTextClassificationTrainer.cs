@@ -323,6 +323,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
                 channel.Info(MessageSensitivity.None, $"{train.TruncatedCount} of {train.Count} training texts were longer than {options.MaxSequenceLength} tokens and were truncated.");
             channel.Info(MessageSensitivity.None, $"Fine-tuning {identity.Name} ({options.Mode}) on {train.Count} rows, {classCount} classes, " +
                          $"{model.parameters().Where(p => p.requires_grad).Sum(p => p.numel()):N0} trainable parameters, device {device}.");
+            channel.Info(MessageSensitivity.None, $"{Native.TorchRuntime.Threads}.");
 
             var settings = new FineTuningSettings
             {

@@ -9,9 +9,9 @@ namespace MLNet.Lora.Integration;
 /// </summary>
 internal sealed class ScoringRowMapper : IRowToRowMapper
 {
-    private readonly LoraTextClassificationTransformer transformer;
+    private readonly IRowScorer transformer;
 
-    public ScoringRowMapper(LoraTextClassificationTransformer transformer, DataViewSchema inputSchema)
+    public ScoringRowMapper(IRowScorer transformer, DataViewSchema inputSchema)
     {
         this.transformer = transformer;
         InputSchema = inputSchema;
@@ -26,7 +26,7 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
     {
         var columns = dependingColumns.ToList();
         var needed = columns.Where(c => c.Index < InputSchema.Count).Select(c => InputSchema[c.Index]).ToList();
-        if (columns.Any(c => c.Index >= InputSchema.Count)) needed.AddRange(ScoredDataView.TextColumns(transformer, InputSchema));
+        if (columns.Any(c => c.Index >= InputSchema.Count)) needed.AddRange(transformer.ScoringColumns(InputSchema));
         return needed.DistinctBy(c => c.Index);
     }
 
@@ -38,22 +38,15 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
         private readonly ScoringRowMapper mapper;
         private readonly DataViewRow input;
         private readonly HashSet<int> active;
-        private readonly ValueGetter<ReadOnlyMemory<char>>? text;
-        private readonly ValueGetter<ReadOnlyMemory<char>>? pair;
+        private readonly IScoringChunk? chunk;
         private long scoredPosition = -1;
-        private float[] scores = [];
 
         public Row(ScoringRowMapper mapper, DataViewRow input, HashSet<int> active)
         {
             this.mapper = mapper;
             this.input = input;
             this.active = active;
-            if (active.Any(i => i >= mapper.InputSchema.Count))
-            {
-                var settings = mapper.transformer.Settings;
-                text = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[settings.TextColumnName]);
-                if (settings.SecondTextColumnName is { } second) pair = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[second]);
-            }
+            if (active.Any(i => i >= mapper.InputSchema.Count)) chunk = mapper.transformer.OpenChunk(input, forCursor: false);
         }
 
         public override long Position => input.Position;
@@ -68,28 +61,32 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
             int inputCount = mapper.InputSchema.Count;
             if (column.Index < inputCount) return input.GetGetter<TValue>(input.Schema[column.Index]);
 
-            return ScoredDataView.OutputGetter<TValue>(column, inputCount, Current);
+            var getter = chunk!.OutputGetter<TValue>(column, inputCount, () => 0);
+            return (ref TValue value) =>
+            {
+                ScoreCurrent();
+                getter(ref value);
+            };
         }
 
-        private float[] Current()
+        /// <summary>Scores the input's current row, once per position.</summary>
+        private void ScoreCurrent()
         {
-            if (scoredPosition == input.Position && scoredPosition >= 0) return scores;
-            ReadOnlyMemory<char> value = default;
-            text!(ref value);
-            string first = value.ToString();
-            string? second = null;
-            if (pair is not null)
-            {
-                pair(ref value);
-                second = value.ToString();
-            }
-            scores = mapper.transformer.PredictProbabilities([first], second is null ? null : [second])[0];
+            if (scoredPosition == input.Position && scoredPosition >= 0) return;
+            chunk!.Clear();
+            chunk.Capture();
+            chunk.Score();
             scoredPosition = input.Position;
-            return scores;
         }
 
         public override ValueGetter<DataViewRowId> GetIdGetter() => input.GetIdGetter();
 
         public override bool IsColumnActive(DataViewSchema.Column column) => active.Contains(column.Index);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) chunk?.Dispose();
+            base.Dispose(disposing);
+        }
     }
 }

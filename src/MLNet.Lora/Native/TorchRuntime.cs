@@ -3,12 +3,48 @@ using TorchSharp;
 namespace MLNet.Lora.Native;
 
 /// <summary>
-/// Loads TorchSharp's native runtime once and turns a load failure into one actionable message
-/// instead of a long chain of type-initializer exceptions.
+/// Loads TorchSharp's native runtime once, turns a load failure into one actionable message instead of a long chain of
+/// type-initializer exceptions, and sizes torch's intra-op thread pool to the share of the machine the process has.
 /// </summary>
 public static class TorchRuntime
 {
     private static readonly Lazy<Exception?> LoadFailure = new(TryLoad, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly object ThreadsLock = new();
+    private static int? intraOpThreads;
+    private static TorchThreadSelection? threads;
+
+    /// <summary>
+    /// The number of intra-op threads torch uses, set by the application; null (the default) picks it from the
+    /// <c>MLNET_LORA_THREADS</c> environment variable, else the container's CPU quota (cgroup), else
+    /// <see cref="Environment.ProcessorCount"/>. libtorch's own default is every core of the machine, which a container
+    /// limited to part of it, or several processes sharing a node, oversubscribe. Set it before the first model loads, or
+    /// at any time to change it. See <see cref="Threads"/> for what was picked.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1.</exception>
+    public static int? IntraOpThreads
+    {
+        get => intraOpThreads;
+        set
+        {
+            if (value is < 1) throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), value, $"{nameof(TorchRuntime)}.{nameof(IntraOpThreads)} must be at least 1 (or null to pick it from the environment).");
+            lock (ThreadsLock)
+            {
+                intraOpThreads = value;
+                // Already applied: apply the new choice now rather than at a load that has already happened.
+                if (threads is not null) threads = ApplyThreads();
+            }
+        }
+    }
+
+    /// <summary>The intra-op thread count torch uses and where it came from (loads the runtime if needed).</summary>
+    public static TorchThreadSelection Threads
+    {
+        get
+        {
+            EnsureLoaded();
+            return threads!;
+        }
+    }
 
     /// <summary>Throws <see cref="InvalidOperationException"/> with a remedy when the native runtime cannot load.</summary>
     public static void EnsureLoaded()
@@ -26,6 +62,17 @@ public static class TorchRuntime
                 $"Underlying error: {Innermost(failure).Message}",
                 failure);
         }
+        if (threads is null)
+            lock (ThreadsLock) threads ??= ApplyThreads();
+    }
+
+    /// <summary>Picks the thread count (see <see cref="IntraOpThreads"/>) and hands it to torch.</summary>
+    private static TorchThreadSelection ApplyThreads()
+    {
+        var selection = TorchThreadSelection.Choose(intraOpThreads, Environment.GetEnvironmentVariable(TorchThreadSelection.EnvironmentVariable),
+            CgroupCpuQuota.Read(), Environment.ProcessorCount);
+        torch.set_num_threads(selection.Count);
+        return selection;
     }
 
     private static Exception? TryLoad()

@@ -74,8 +74,9 @@ public sealed class LoraSweepOptions
     public bool MeasureAdapterFileSize = true;
 
     /// <summary>
-    /// Record a trial whose training fails with <see cref="InvalidOperationException"/> (a diverged loss at a high learning
-    /// rate, say) and go on; other errors (bad columns, bad options) stop the sweep at once. Default true.
+    /// Record a trial whose training diverges (<see cref="TrainingDivergedException"/>: a NaN or infinite loss at a high
+    /// learning rate, say) and go on; every other error (bad columns, bad options, device errors) stops the sweep at once.
+    /// Default true.
     /// </summary>
     public bool ContinueAfterFailedTrial = true;
 
@@ -108,6 +109,11 @@ public sealed class LoraSweepOptions
         Check(HalvingEpochFactor > 1 && double.IsFinite(HalvingEpochFactor), nameof(HalvingEpochFactor), HalvingEpochFactor, "must be greater than 1");
         return this;
     }
+
+    /// <summary>The rounds this sweep trains for <paramref name="points"/> points: one for a grid, successive halving's schedule otherwise.</summary>
+    internal IReadOnlyList<SweepRound> Rounds(int points) => Strategy == SweepStrategy.Grid
+        ? [new SweepRound(points, GridEpochs)]
+        : LoraSweep.PlanRounds(points, HalvingMinEpochs, HalvingCeiling, HalvingKeepFraction, HalvingEpochFactor);
 
     /// <summary>Grid epochs.</summary>
     internal int GridEpochs => Epochs ?? BaseOptions.MaxEpochs;

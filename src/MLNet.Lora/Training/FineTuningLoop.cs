@@ -96,7 +96,7 @@ public sealed class FineTuningLoop
 
                     double loss = TrainStep(train, indices, optimizer, trainableParameters);
                     if (!double.IsFinite(loss))
-                        throw new InvalidOperationException(
+                        throw new TrainingDivergedException(epoch, step + 1, loss,
                             $"Training diverged at epoch {epoch}, step {step + 1}: the loss is {loss}. Lower the learning rate " +
                             $"(now {settings.LearningRate:G3}) or keep gradient clipping on (MaxGradientNorm).");
                     step++;

@@ -15,9 +15,28 @@ using static TorchSharp.torch;
 namespace MLNet.Lora.Tests.Export;
 
 /// <summary>Export to ONNX and scoring with MLNet.Lora.Onnx, on tiny random encoders.</summary>
-public class OnnxExportTests(TinyEncoderFixture fixture) : IClassFixture<TinyEncoderFixture>, IDisposable
+public class OnnxExportTests(OnnxExportTests.Encoder fixture) : IClassFixture<OnnxExportTests.Encoder>, IDisposable
 {
     private readonly string folder = Directory.CreateTempSubdirectory("mlnet-lora-onnx-").FullName;
+
+    /// <summary>
+    /// A tiny encoder of its own seed: bases are shared process-wide by SHA-256, so a seed-7 encoder here would lend its
+    /// folder (deleted with this class) to other test classes' models over the same weights.
+    /// </summary>
+    public sealed class Encoder : IDisposable
+    {
+        private readonly string root = Directory.CreateTempSubdirectory("mlnet-lora-onnx-base-").FullName;
+
+        public Encoder() => Value = TinyEncoders.CreateInFolder(root, seed: 23);
+
+        public MLNet.Lora.Checkpoints.PretrainedEncoder Value { get; }
+
+        public void Dispose()
+        {
+            Value.Dispose();
+            Directory.Delete(root, recursive: true);
+        }
+    }
 
     public void Dispose() => Directory.Delete(folder, recursive: true);
 
@@ -29,7 +48,7 @@ public class OnnxExportTests(TinyEncoderFixture fixture) : IClassFixture<TinyEnc
         var model = ml.Transforms.Conversion.MapValueToKey("Label")
             .Append(ml.MulticlassClassification.Trainers.LoraTextClassification(new LoraTextClassificationTrainer.Options
             {
-                Encoder = fixture.Encoder, Mode = mode, Pooling = pooling, Rank = 4, Alpha = 8, MaxEpochs = 2, BatchSize = 16,
+                Encoder = fixture.Value, Mode = mode, Pooling = pooling, Rank = 4, Alpha = 8, MaxEpochs = 2, BatchSize = 16,
                 LearningRate = 2e-2, MaxSequenceLength = 16, Seed = 42,
             }))
             .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))

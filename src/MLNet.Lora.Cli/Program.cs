@@ -1,0 +1,3 @@
+using MLNet.Lora.Cli;
+
+return await CliApp.RunAsync(args);

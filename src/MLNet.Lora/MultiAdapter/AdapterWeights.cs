@@ -1,0 +1,74 @@
+using Microsoft.ML;
+using MLNet.Lora.Adapters;
+using MLNet.Lora.Checkpoints;
+using MLNet.Lora.Integration;
+using static TorchSharp.torch;
+
+namespace MLNet.Lora.MultiAdapter;
+
+/// <summary>
+/// One adapter's weights in CPU memory, outside any network: its settings, its factors (PEFT keys without an adapter
+/// name, <c>encoder.layer.0.attention.self.query.lora_A.weight</c>) and its head. Read through the package's own
+/// loaders, so a set accepts exactly what <c>LoadWithAdapters</c> and <c>LoadPeftAdapter</c> accept.
+/// </summary>
+internal sealed class AdapterWeights : IDisposable
+{
+    public AdapterWeights(LoraModelSettings settings, Dictionary<string, Tensor> factors, Tensor headWeight, Tensor headBias)
+    {
+        Settings = settings;
+        Factors = factors;
+        HeadWeight = headWeight;
+        HeadBias = headBias;
+    }
+
+    public LoraModelSettings Settings { get; }
+
+    public Dictionary<string, Tensor> Factors { get; }
+
+    public Tensor HeadWeight { get; }
+
+    public Tensor HeadBias { get; }
+
+    /// <summary>Bytes the adapter takes in a network: its factors and its head.</summary>
+    public long Bytes => Factors.Values.Append(HeadWeight).Append(HeadBias).Sum(t => t.numel() * t.ElementSize);
+
+    /// <summary>
+    /// Reads the adapter at <paramref name="path"/>: a <c>SaveWithAdapters</c> zip holding one LoRA classifier, or a PEFT
+    /// adapter folder. Its base must be <paramref name="baseEncoder"/> (checked by SHA-256 where the file records it).
+    /// </summary>
+    public static AdapterWeights Read(MLContext ml, string path, PretrainedEncoder baseEncoder)
+    {
+        ITransformer loaded = Directory.Exists(path)
+            ? LoraTextClassificationTransformer.LoadPeftAdapter(ml, path, baseEncoder)
+            : File.Exists(path) ? ml.Model.LoadWithAdapters(path, out _, baseEncoder)
+            : throw new FileNotFoundException($"Adapter '{path}' does not exist (give a SaveWithAdapters zip or a PEFT adapter folder).", path);
+        var parts = loaded is IEnumerable<ITransformer> chain ? chain.ToList() : [loaded];
+        try
+        {
+            var lora = parts.OfType<LoraTextClassificationTransformer>().ToList();
+            if (lora.Count != 1)
+                throw new InvalidDataException($"'{path}' holds {lora.Count} LoRA text classifiers; an adapter set takes files that hold exactly one.");
+            var model = lora[0];
+            if (model.Settings.Mode != Training.FineTuningMode.Lora)
+                throw new InvalidDataException($"'{path}' was trained with {nameof(Training.FineTuningMode)}.{model.Settings.Mode}, so it has no LoRA adapter to share a base with; an adapter set takes LoRA models only.");
+            using var lease = model.Use();
+            using var scope = NewDisposeScope();
+            static Tensor Keep(Tensor t) => t.detach().to(float32).cpu().clone().DetachFromDisposeScope();
+            var factors = LoraInjector.AdapterState(lease.Model.Encoder, LoraInjector.DefaultAdapterName)
+                .ToDictionary(f => f.Key, f => Keep(f.Value), StringComparer.Ordinal);
+            var head = lease.Model.Classifier;
+            return new AdapterWeights(model.Settings, factors, Keep(head.weight!), Keep(head.bias!));
+        }
+        finally
+        {
+            foreach (var part in parts.OfType<IDisposable>()) part.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var tensor in Factors.Values) tensor.Dispose();
+        HeadWeight.Dispose();
+        HeadBias.Dispose();
+    }
+}
