@@ -11,7 +11,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 packages=$(cd "${1:-artifacts/packages}" && pwd)
 version=0.1.0
 for id in MLNet.Lora MLNet.Lora.Core MLNet.Lora.Onnx; do
-  [[ -f "$packages/$id.$version.nupkg" ]] || { echo "onnx-consumer: $packages/$id.$version.nupkg not found; run dotnet pack MLNet.Lora.sln -c Release -o $packages first"; exit 1; }
+  [[ -f "$packages/$id.$version.nupkg" ]] || { echo "onnx-consumer: $packages/$id.$version.nupkg not found; run bash .ci/pack.sh $packages first"; exit 1; }
 done
 global=$(dotnet nuget locals global-packages --list | sed -E 's/^global-packages: *//')
 for id in mlnet.lora mlnet.lora.core mlnet.lora.charts mlnet.lora.onnx; do rm -rf "${global%/}/$id/$version"; done

@@ -10,7 +10,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 packages=$(cd "${1:-artifacts/packages}" && pwd)
 version=0.1.0
 nupkg="$packages/MLNet.Lora.$version.nupkg"
-[[ -f "$nupkg" ]] || { echo "package-consumer: $nupkg not found; run dotnet pack MLNet.Lora.sln -c Release -o $packages first"; exit 1; }
+[[ -f "$nupkg" ]] || { echo "package-consumer: $nupkg not found; run bash .ci/pack.sh $packages first"; exit 1; }
 
 # The global packages folder keeps an extracted copy per id and version; a rebuilt 0.1.0 would not replace it, so drop
 # the stale copies of this repository's packages (and only those) before restoring.
