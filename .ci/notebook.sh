@@ -13,9 +13,9 @@ version=0.1.0
 
 dotnet tool restore >/dev/null
 
-# A rebuilt 0.1.0 would not replace the copy NuGet extracted earlier: drop this package's stale copy (only this one).
+# A rebuilt 0.1.0 would not replace the copy NuGet extracted earlier: drop the stale copies of this repository's packages (only those).
 global=$(dotnet nuget locals global-packages --list | sed -E 's/^global-packages: *//')
-rm -rf "${global%/}/mlnet.lora/$version"
+for id in mlnet.lora mlnet.lora.core mlnet.lora.charts mlnet.lora.onnx; do rm -rf "${global%/}/$id/$version"; done
 
 out="$PWD/artifacts/notebook"
 mkdir -p "$out"

@@ -10,45 +10,19 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 packages=$(cd "${1:-artifacts/packages}" && pwd)
 version=0.1.0
 nupkg="$packages/MLNet.Lora.$version.nupkg"
-[[ -f "$nupkg" ]] || { echo "package-consumer: $nupkg not found; run dotnet pack src/MLNet.Lora -c Release -o $packages first"; exit 1; }
+[[ -f "$nupkg" ]] || { echo "package-consumer: $nupkg not found; run bash .ci/pack.sh $packages first"; exit 1; }
 
 # The global packages folder keeps an extracted copy per id and version; a rebuilt 0.1.0 would not replace it, so drop
-# the stale copy of this package (and only this one) before restoring.
+# the stale copies of this repository's packages (and only those) before restoring.
 global=$(dotnet nuget locals global-packages --list | sed -E 's/^global-packages: *//')
-rm -rf "${global%/}/mlnet.lora/$version"
+for id in mlnet.lora mlnet.lora.core mlnet.lora.charts mlnet.lora.onnx; do rm -rf "${global%/}/$id/$version"; done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mlnet-lora-consumer.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# Settings only: the local folder joins the sources the machine already has (no <clear/>, no hosts named).
-cat > "$work/NuGet.config" <<EOF
-<?xml version="1.0" encoding="utf-8"?>
-<configuration>
-  <packageSources>
-    <add key="mlnet-lora-local" value="$packages" />
-  </packageSources>
-</configuration>
-EOF
-# Stop MSBuild's search for Directory.Build.* / Directory.Packages.props above the temporary folder.
-echo '<Project />' > "$work/Directory.Build.props"
-echo '<Project />' > "$work/Directory.Build.targets"
-echo '<Project />' > "$work/Directory.Packages.props"
-
-cat > "$work/Consumer.csproj" <<EOF
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
-    <Nullable>enable</Nullable>
-    <ImplicitUsings>enable</ImplicitUsings>
-    <NoWarn>\$(NoWarn);NU1603</NoWarn>
-  </PropertyGroup>
-  <ItemGroup>
-    <PackageReference Include="MLNet.Lora" Version="$version" />
-    <PackageReference Include="TorchSharp-cpu" Version="0.107.0" />
-  </ItemGroup>
-</Project>
-EOF
+source .ci/fresh-project.sh
+fresh_project "$work" Consumer "$packages" "    <PackageReference Include=\"MLNet.Lora\" Version=\"$version\" />
+    <PackageReference Include=\"TorchSharp-cpu\" Version=\"0.107.0\" />"
 
 cat > "$work/Program.cs" <<'EOF'
 using Microsoft.ML;

@@ -137,27 +137,13 @@ internal sealed class OnnxRunner : IDisposable
     /// <summary>Runs the model on <paramref name="items"/> padded to the longest; returns the last hidden state's element count.</summary>
     public long Run(IReadOnlyList<EncodedText> items, int padTokenId)
     {
-        int batch = items.Count, seq = items.Max(i => i.Length);
-        var ids = new long[batch * seq];
-        var mask = new long[batch * seq];
-        var types = new long[batch * seq];
-        Array.Fill(ids, padTokenId);
-        for (int b = 0; b < batch; b++)
-        {
-            var item = items[b];
-            for (int t = 0; t < item.Length; t++)
-            {
-                ids[b * seq + t] = item.InputIds[t];
-                types[b * seq + t] = item.TokenTypeIds[t];
-                mask[b * seq + t] = 1;
-            }
-        }
-        int[] dims = [batch, seq];
+        var padded = PaddedIds.Pad(items, padTokenId);
+        int[] dims = [padded.Batch, padded.Sequence];
         using var results = session.Run(
         [
-            NamedOnnxValue.CreateFromTensor("input_ids", new DenseTensor<long>(ids, dims)),
-            NamedOnnxValue.CreateFromTensor("attention_mask", new DenseTensor<long>(mask, dims)),
-            NamedOnnxValue.CreateFromTensor("token_type_ids", new DenseTensor<long>(types, dims)),
+            NamedOnnxValue.CreateFromTensor("input_ids", new DenseTensor<long>(padded.InputIds, dims)),
+            NamedOnnxValue.CreateFromTensor("attention_mask", new DenseTensor<long>(padded.AttentionMask, dims)),
+            NamedOnnxValue.CreateFromTensor("token_type_ids", new DenseTensor<long>(padded.TokenTypeIds, dims)),
         ], Outputs);
         return results.First().AsTensor<float>().Length;
     }

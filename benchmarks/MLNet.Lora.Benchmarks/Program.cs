@@ -38,6 +38,7 @@ if (options.Child is { } child) return child switch
 {
     "spin" => Sections.Spin(options.ChildMode ?? "60"),
     "adapters" => AdapterChild.Run(options),
+    "deploy" => DeployChild.Run(options),
     _ => ChildProcess.Run(child, options),
 };
 
@@ -78,6 +79,7 @@ namespace MLNet.Lora.Benchmarks
                                  0 GEMM peak and forward   1 training step   2 peak memory   3 inference
                                  4 tokenization and Fit throughput   5 size   6 accuracy on real data   7 forward profile
                                  8 threads: scoring beside a busy process (every core vs the share that fits)
+                                 9 deployment: TorchSharp vs MLNet.Lora.Onnx fp32/int8, publish size
                                  10 many adapters over one base (memory, mixed batches, load time)
               --data DIR         the real datasets (default ../shared/data beside the repository)
               --datasets LIST    section 6's datasets (default sst2,ag_news,emotion,banking77)
@@ -92,7 +94,7 @@ namespace MLNet.Lora.Benchmarks
             """;
 
         public bool Quick { get; init; }
-        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10];
+        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
         public string? DataDirectory { get; init; }
         public string[]? Datasets { get; init; }
         public FineTuningMode[] Modes { get; init; } = [FineTuningMode.Lora, FineTuningMode.Full, FineTuningMode.HeadOnly];
@@ -103,6 +105,7 @@ namespace MLNet.Lora.Benchmarks
         public string? OutputPath { get; init; }
         public string? Child { get; init; }
         public string? ChildMode { get; init; }
+        public string? ModelDirectory { get; init; }
         public bool Help { get; init; }
         public bool CpuClock { get; init; }
 
@@ -128,6 +131,7 @@ namespace MLNet.Lora.Benchmarks
                     "--out" => o with { OutputPath = Next() },
                     "--child" => o with { Child = Next() },
                     "--mode" => o with { ChildMode = Next() },
+                    "--model-dir" => o with { ModelDirectory = Next() },
                     "--clock" => o with { CpuClock = Next() switch { "cpu" => true, "wall" => false, var c => throw new ArgumentException($"--clock is wall or cpu, not '{c}'.") } },
                     "--help" or "-h" => o with { Help = true },
                     _ => throw new ArgumentException($"Unknown argument '{args[i]}'."),
@@ -162,9 +166,18 @@ namespace MLNet.Lora.Benchmarks
                 ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "unknown"
                 : "unknown";
             return $"MLNet.Lora benchmarks{(options.Quick ? " (quick)" : "")}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC\n" +
-                   $"CPU: {cpu}, {Environment.ProcessorCount} logical cores; torch threads {torch.get_num_threads()}, interop {torch.get_num_interop_threads()}; " +
+                   $"CPU: {cpu} (vector extensions: {VectorExtensions()}), {Environment.ProcessorCount} logical cores; torch threads {torch.get_num_threads()}, interop {torch.get_num_interop_threads()}; " +
                    $"TorchSharp {typeof(torch).Assembly.GetName().Version}; .NET {Environment.Version}; {Environment.OSVersion}; clock: {(options.CpuClock ? "process CPU time" : "wall")}\n" +
                    $"Load average at start: {LoadAverage()} (other jobs on the machine add noise; contenders alternate so it hits them alike)";
+        }
+
+        /// <summary>The CPU's SIMD flags that decide GEMM and int8 kernels (AVX2, FMA, AVX-512 and VNNI variants, AMX).</summary>
+        public static string VectorExtensions()
+        {
+            if (!File.Exists("/proc/cpuinfo")) return "unknown";
+            var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags"))?.Split(':', 2)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+            var wanted = flags.Where(f => f is "avx" or "avx2" or "fma" or "avx_vnni" || f.StartsWith("avx512") || f.StartsWith("amx")).ToArray();
+            return wanted.Length == 0 ? "none of AVX/AVX2/AVX-512" : string.Join(' ', wanted);
         }
 
         public static string LoadAverage() =>

@@ -22,8 +22,9 @@ internal static partial class Sections
             case 6: Accuracy(ctx); break;
             case 7: ForwardProfile(ctx); break;
             case 8: ThreadsUnderANeighbour(ctx); break;
+            case 9: Deployment(ctx); break;
             case 10: MultiAdapter(ctx); break;
-            default: throw new ArgumentOutOfRangeException(nameof(section), section, "Sections are 0 to 8 and 10.");
+            default: throw new ArgumentOutOfRangeException(nameof(section), section, "Sections are 0 to 10.");
         }
         Console.WriteLine($"  (section {section}: {watch.Elapsed.TotalSeconds:F0} s; load average now {Machine.LoadAverage()})");
     }

@@ -16,7 +16,11 @@ internal static class ExportCommand
     /// <summary>The formats the tool knows, with their exporter (null: not in this build) and what they need.</summary>
     public static IReadOnlyDictionary<string, (Exporter? Export, string Needs)> Exporters { get; } = new Dictionary<string, (Exporter?, string)>(StringComparer.OrdinalIgnoreCase)
     {
-        ["onnx"] = (null, "ONNX export of a LoRA classifier (merged adapters, tokenizer ids in, probabilities out), which MLNet.Lora is adding"),
+        ["onnx"] = ((ml, model, output, console) =>
+        {
+            model.Lora.ExportOnnx(output);
+            console.Line($"Wrote the ONNX model '{output}' (adapters merged; score it with MLNet.Lora.Onnx or any ONNX runtime, see docs/deployment.md).");
+        }, "LoraTextClassificationTransformer.ExportOnnx"),
         ["peft"] = ((ml, model, output, console) =>
         {
             model.Lora.SavePeftAdapter(output);

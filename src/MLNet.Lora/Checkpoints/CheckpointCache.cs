@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MLNet.Lora.Encoders;
+using MLNet.Lora.Tokenization;
 
 namespace MLNet.Lora.Checkpoints;
 

@@ -1,4 +1,5 @@
 using System.Reflection;
+using MLNet.Lora.Tokenization;
 
 namespace MLNet.Lora.Checkpoints;
 

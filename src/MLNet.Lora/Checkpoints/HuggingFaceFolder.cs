@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using MLNet.Lora.Encoders;
 using static TorchSharp.torch;
+using MLNet.Lora.Tokenization;
 
 namespace MLNet.Lora.Checkpoints;
 

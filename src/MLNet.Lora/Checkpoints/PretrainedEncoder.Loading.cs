@@ -1,4 +1,5 @@
 using MLNet.Lora.Native;
+using MLNet.Lora.Tokenization;
 
 namespace MLNet.Lora.Checkpoints;
 

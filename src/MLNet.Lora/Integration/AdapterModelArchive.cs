@@ -203,7 +203,7 @@ internal static class AdapterModelArchive
                 $"('{actual.Name}', from {actual.Source}) has SHA-256 {actual.Sha256}. Adapters only work on the exact base they were trained on.");
     }
 
-    private static IEnumerable<ITransformer> Flatten(ITransformer model) => model switch
+    internal static IEnumerable<ITransformer> Flatten(ITransformer model) => model switch
     {
         IEnumerable<ITransformer> chain => chain.SelectMany(Flatten),
         _ => [model],

@@ -46,10 +46,6 @@ public sealed class LoraSweepResult : IDisposable
     /// <summary>Writes every trial to a CSV file (atomically; columns in <see cref="SweepReports.CsvColumns"/>).</summary>
     public void SaveCsv(string path) => SweepReports.SaveCsv(Trials, path);
 
-    /// <summary>Draws the metric against trainable parameters to a PNG file (atomically), the Pareto front and best trial highlighted.</summary>
-    public void SaveChart(string path, int width = 900, int height = 560, string? title = null) =>
-        SweepReports.SaveChart(Trials, path, Metric, width, height, title);
-
     /// <summary>A text table of the trials, one line each.</summary>
     public override string ToString() => SweepReports.Table(Trials);
 

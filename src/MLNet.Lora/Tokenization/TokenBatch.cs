@@ -22,28 +22,11 @@ public sealed record TokenBatch(Tensor InputIds, Tensor AttentionMask, Tensor To
     /// <summary>As <see cref="Collate(IReadOnlyList{EncodedText}, int, Device?)"/>, but padded to at least <paramref name="padToLength"/> tokens when given.</summary>
     internal static TokenBatch Collate(IReadOnlyList<EncodedText> items, int padTokenId, Device? device, int? padToLength)
     {
-        if (items.Count == 0) throw new ArgumentException("A batch needs at least one item.", nameof(items));
-        int batch = items.Count;
-        int seq = Math.Max(items.Max(i => i.Length), padToLength ?? 0);
-        var ids = new long[batch * seq];
-        var mask = new long[batch * seq];
-        var types = new long[batch * seq];
-        Array.Fill(ids, padTokenId);
-        for (int b = 0; b < batch; b++)
-        {
-            var item = items[b];
-            int row = b * seq;
-            for (int t = 0; t < item.Length; t++)
-            {
-                ids[row + t] = item.InputIds[t];
-                types[row + t] = item.TokenTypeIds[t];
-                mask[row + t] = 1;
-            }
-        }
-        long[] shape = [batch, seq];
+        var padded = PaddedIds.Pad(items, padTokenId, padToLength);
+        long[] shape = [padded.Batch, padded.Sequence];
         return new TokenBatch(
-            tensor(ids, shape, device: device),
-            tensor(mask, shape, device: device),
-            tensor(types, shape, device: device));
+            tensor(padded.InputIds, shape, device: device),
+            tensor(padded.AttentionMask, shape, device: device),
+            tensor(padded.TokenTypeIds, shape, device: device));
     }
 }

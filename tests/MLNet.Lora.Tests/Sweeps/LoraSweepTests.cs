@@ -195,7 +195,7 @@ public class LoraSweepTests(TinyEncoderFixture fixture) : IClassFixture<TinyEnco
         Directory.GetFiles(fixture.Root, "*.tmp").Should().BeEmpty("the file is written atomically");
 
         string png = Path.Combine(fixture.Root, $"{Guid.NewGuid():N}-sweep.png");
-        SweepReports.SaveChart(trials, png);
+        SweepCharts.Save(trials, png);
         File.ReadAllBytes(png).Take(8).Should().Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A });
     }
 

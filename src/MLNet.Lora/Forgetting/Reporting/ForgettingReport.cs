@@ -9,7 +9,7 @@ namespace MLNet.Lora.Forgetting;
 /// <summary>
 /// Everything the forgetting tools measured: retention after a fine-tune, drift inside the model, gradient conflict,
 /// sharpness, task similarity, task sequences and timelines. Sections that were not measured are empty. Print it
-/// (<see cref="ToString"/>), save it as JSON (<see cref="SaveJson"/>), or draw it (<see cref="SaveCharts"/>).
+/// (<see cref="ToString"/>), save it as JSON (<see cref="SaveJson"/>), or draw it (MLNet.Lora.Charts' <c>ForgettingCharts.SaveCharts</c>).
 /// </summary>
 public sealed record ForgettingReport
 {
@@ -103,14 +103,6 @@ public sealed record ForgettingReport
     /// <summary>Writes <see cref="ToString"/> to <paramref name="path"/> atomically.</summary>
     /// <param name="path">The file to write.</param>
     public void SaveText(string path) => AtomicFile.WriteAllText(path, ToString());
-
-    /// <summary>
-    /// Draws the report's charts as PNG files into <paramref name="folder"/> (each written atomically): one timeline per
-    /// fine-tune, drift per layer, and conflict per module kind, for the sections that hold data.
-    /// </summary>
-    /// <param name="folder">Output folder; created when missing.</param>
-    /// <returns>The paths written.</returns>
-    public IReadOnlyList<string> SaveCharts(string folder) => ForgettingCharts.SaveAll(this, folder);
 
     /// <summary>A readable summary: one table per section that holds data, each naming its conventions.</summary>
     public override string ToString()

@@ -4,10 +4,24 @@ using ScottPlot;
 namespace MLNet.Lora.Forgetting;
 
 /// <summary>PNG charts of a <see cref="ForgettingReport"/> (ScottPlot 5), each file written atomically.</summary>
+/// <example>
+/// <code>
+/// IReadOnlyList&lt;string&gt; written = report.SaveCharts("charts");   // timeline-*.png, drift-per-layer.png, conflict-per-module.png
+/// </code>
+/// </example>
 public static class ForgettingCharts
 {
     private const int Width = 1150;
     private const int Height = 520;
+
+    /// <summary>
+    /// Draws the report's charts as PNG files into <paramref name="folder"/> (each written atomically): one timeline per
+    /// fine-tune, drift per layer, and conflict per module kind, for the sections that hold data.
+    /// </summary>
+    /// <param name="report">The report to draw.</param>
+    /// <param name="folder">Output folder; created when missing.</param>
+    /// <returns>The paths written.</returns>
+    public static IReadOnlyList<string> SaveCharts(this ForgettingReport report, string folder) => SaveAll(report, folder);
 
     /// <summary>Writes every chart the report has data for into <paramref name="folder"/>.</summary>
     /// <param name="report">The report to draw.</param>

@@ -1,7 +1,5 @@
 using System.Text;
-using MLNet.Lora.Tokenization;
-
-namespace MLNet.Lora.Checkpoints;
+namespace MLNet.Lora.Tokenization;
 
 /// <summary>
 /// A WordPiece <c>vocab.txt</c> held as its lines (token id = line number), so that a loaded encoder can write its

@@ -4,25 +4,27 @@ namespace MLNet.Lora.Tokenization;
 
 /// <summary>
 /// WordPiece tokenization for BERT-family encoders, built on Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/>:
-/// single texts and text pairs, truncation to a maximum length, and batches padded to their longest item.
+/// single texts and text pairs, truncated to a maximum length (MLNet.Lora's <c>EncodeBatch</c> pads batches of them).
 /// </summary>
 /// <example>
 /// <code>
 /// var tokenizer = BertTextTokenizer.FromVocabulary(File.OpenRead("vocab.txt"), lowerCase: true);
 /// EncodedText one = tokenizer.Encode("How are you?", maxLength: 128);
-/// using var scope = torch.NewDisposeScope();
-/// TokenBatch batch = tokenizer.EncodeBatch(["a short one", "and a somewhat longer one"], maxLength: 128);
 /// </code>
 /// </example>
 public sealed class BertTextTokenizer
 {
     private readonly BertTokenizer tokenizer;
 
-    private BertTextTokenizer(BertTokenizer tokenizer, bool lowerCase)
+    private BertTextTokenizer(BertTokenizer tokenizer, bool lowerCase, string[] vocabulary)
     {
         this.tokenizer = tokenizer;
         LowerCase = lowerCase;
+        Vocabulary = vocabulary;
     }
+
+    /// <summary>The WordPiece vocabulary (the lines of <c>vocab.txt</c>; a token's id is its index).</summary>
+    public IReadOnlyList<string> Vocabulary { get; }
 
     /// <summary>Whether text is lower-cased before WordPiece (true for uncased checkpoints).</summary>
     public bool LowerCase { get; }
@@ -40,8 +42,13 @@ public sealed class BertTextTokenizer
     public static BertTextTokenizer FromVocabulary(Stream vocabulary, bool lowerCase)
     {
         ArgumentNullException.ThrowIfNull(vocabulary);
+        // Kept as tokens too, so that an exported model can carry its vocabulary.
+        using var reader = new StreamReader(vocabulary, System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: -1, leaveOpen: true);
+        string text = reader.ReadToEnd();
+        string[] tokens = WordPieceVocabulary.Parse(text, "vocabulary");
         var options = new BertOptions { LowerCaseBeforeTokenization = lowerCase, ApplyBasicTokenization = true };
-        return new BertTextTokenizer(BertTokenizer.Create(vocabulary, options), lowerCase);
+        using var bytes = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(text), writable: false);
+        return new BertTextTokenizer(BertTokenizer.Create(bytes, options), lowerCase, tokens);
     }
 
     /// <summary>Reads a WordPiece <c>vocab.txt</c> file.</summary>
@@ -91,17 +98,6 @@ public sealed class BertTextTokenizer
             types.AsSpan(secondStart).Fill(1);
         }
         return new EncodedText(ids, types, truncated) { ReplacedInvalidText = replaced };
-    }
-
-    /// <summary>Encodes texts (and optional pairs) and pads them to the longest of the batch.</summary>
-    public TokenBatch EncodeBatch(IReadOnlyList<string?> texts, IReadOnlyList<string?>? pairs = null, int maxLength = 128,
-        TorchSharp.torch.Device? device = null)
-    {
-        if (pairs is not null && pairs.Count != texts.Count)
-            throw new ArgumentException($"{nameof(pairs)} has {pairs.Count} items but {nameof(texts)} has {texts.Count}.", nameof(pairs));
-        var encoded = new EncodedText[texts.Count];
-        for (int i = 0; i < encoded.Length; i++) encoded[i] = Encode(texts[i], pairs?[i], maxLength);
-        return TokenBatch.Collate(encoded, PadTokenId, device);
     }
 
     private IReadOnlyList<int> Words(string? text) =>
