@@ -10,7 +10,7 @@ namespace MLNet.Lora.Onnx;
 /// <c>MapKeyToValue</c>, <c>Evaluate</c> and <c>PredictionEngine</c> work as with the TorchSharp transformer).
 /// One <c>InferenceSession</c> serves every thread; dispose the transformer to release it.
 /// </summary>
-public sealed class LoraOnnxTextClassificationTransformer : ITransformer, IDisposable, ITextProbabilityScorer
+public sealed class LoraOnnxTextClassificationTransformer : ITransformer, IDisposable, IRowScorer
 {
     private readonly OnnxTextClassifier classifier;
 
@@ -55,24 +55,14 @@ public sealed class LoraOnnxTextClassificationTransformer : ITransformer, IDispo
     public bool IsRowToRowMapper => true;
 
     /// <inheritdoc/>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
-    {
-        ArgumentNullException.ThrowIfNull(inputSchema);
-        CheckTextColumn(inputSchema, TextColumnName, "text");
-        if (SecondTextColumnName is { } second) CheckTextColumn(inputSchema, second, "second text");
-        var classes = classifier.Metadata.Labels;
-        var builder = new DataViewSchema.Builder();
-        builder.AddColumns(inputSchema);
-        builder.AddColumn(ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, ClassCount), classes?.SlotNameAnnotations());
-        builder.AddColumn(PredictedLabelColumnName, new KeyDataViewType(typeof(uint), ClassCount), classes?.KeyAnnotations());
-        return builder.ToSchema();
-    }
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => TextClassifierScoring.OutputSchema(inputSchema,
+        TextColumnName, SecondTextColumnName, ScoreColumnName, PredictedLabelColumnName, ClassCount, classifier.Metadata.Labels);
 
     /// <inheritdoc/>
-    public IDataView Transform(IDataView input) => new BatchScoredView(this, input);
+    public IDataView Transform(IDataView input) => new ScoredDataView(this, input);
 
     /// <inheritdoc/>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new BatchScoringRowMapper(this, inputSchema);
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new ScoringRowMapper(this, inputSchema);
 
     /// <summary>Class probabilities for texts (and optional pairs), one row per text, scored in length-sorted batches.</summary>
     public float[][] PredictProbabilities(IReadOnlyList<string?> texts, IReadOnlyList<string?>? pairs = null) =>
@@ -89,11 +79,12 @@ public sealed class LoraOnnxTextClassificationTransformer : ITransformer, IDispo
     /// <summary>Releases the ONNX Runtime session.</summary>
     public void Dispose() => classifier.Dispose();
 
-    internal static void CheckTextColumn(DataViewSchema schema, string name, string role)
-    {
-        var column = schema.GetColumnOrNull(name)
-            ?? throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
-        if (column.Type is not TextDataViewType)
-            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' must be text (string), but it is {column.Type}. Convert it, or pass the right column name.");
-    }
+    IEnumerable<DataViewSchema.Column> IRowScorer.ScoringColumns(DataViewSchema inputSchema) =>
+        TextClassifierScoring.TextColumns(inputSchema, TextColumnName, SecondTextColumnName);
+
+    // Several batches at a time, so that sorting by length packs batches tightly.
+    int IRowScorer.ChunkSize => BatchSize * 8;
+
+    IScoringChunk IRowScorer.OpenChunk(DataViewRow input, bool forCursor) =>
+        TextClassifierScoring.Chunk(input, TextColumnName, SecondTextColumnName, PredictProbabilities);
 }

@@ -255,8 +255,8 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         using var channel = host.Start("Training");
 
         var labelColumn = TrainingData.CheckLabel(trainData.Schema, options.LabelColumnName);
-        LoraTextClassificationTransformer.CheckTextColumn(trainData.Schema, options.TextColumnName, "text");
-        if (options.SecondTextColumnName is { } second) LoraTextClassificationTransformer.CheckTextColumn(trainData.Schema, second, "second text");
+        TextClassifierScoring.CheckTextColumn(trainData.Schema, options.TextColumnName, "text");
+        if (options.SecondTextColumnName is { } second) TextClassifierScoring.CheckTextColumn(trainData.Schema, second, "second text");
 
         var rows = TrainingData.Read(trainData, options, channel);
         int classCount = (int)((KeyDataViewType)labelColumn.Type).Count;
@@ -374,7 +374,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         if (Find(schema, name) is not { } column)
             throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
         if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
-            throw new ArgumentOutOfRangeException(nameof(schema), LoraTextClassificationTransformer.NotTextMessage(role, name,
+            throw new ArgumentOutOfRangeException(nameof(schema), TextClassifierScoring.NotTextMessage(role, name,
                 column.Kind == SchemaShape.Column.VectorKind.Scalar ? $"{column.ItemType}" : $"a vector of {column.ItemType}"));
     }
 

@@ -3,6 +3,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using MLNet.Lora.Adapters;
 using MLNet.Lora.Checkpoints;
+using MLNet.Lora.Integration;
 using MLNet.Lora.Tokenization;
 using MLNet.Lora.Training;
 using TorchSharp;
@@ -108,21 +109,14 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     }
 
     /// <inheritdoc/>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
-    {
-        CheckInput(inputSchema);
-        var builder = new DataViewSchema.Builder();
-        builder.AddColumns(inputSchema);
-        builder.AddColumn(Settings.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, Settings.ClassCount), Settings.Classes?.SlotNameAnnotations());
-        builder.AddColumn(Settings.PredictedLabelColumnName, new KeyDataViewType(typeof(uint), Settings.ClassCount), Settings.Classes?.KeyAnnotations());
-        return builder.ToSchema();
-    }
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => TextClassifierScoring.OutputSchema(inputSchema,
+        Settings.TextColumnName, Settings.SecondTextColumnName, Settings.ScoreColumnName, Settings.PredictedLabelColumnName, Settings.ClassCount, Settings.Classes);
 
     /// <inheritdoc/>
-    public IDataView Transform(IDataView input) => new Integration.ScoredDataView(this, input);
+    public IDataView Transform(IDataView input) => new ScoredDataView(this, input);
 
     /// <inheritdoc/>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new Integration.ScoringRowMapper(this, inputSchema);
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new ScoringRowMapper(this, inputSchema);
 
     /// <summary>
     /// ML.NET's own serializer cannot hold TorchSharp weights: save with <c>mlContext.Model.SaveWithAdapters</c>.
@@ -170,26 +164,6 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
         for (int r = 0; r < rows.Length; r++) rows[r] = flat.AsSpan(r * classes, classes).ToArray();
         return rows;
     }
-
-    internal void CheckInput(DataViewSchema schema)
-    {
-        CheckTextColumn(schema, Settings.TextColumnName, "text");
-        if (Settings.SecondTextColumnName is { } second) CheckTextColumn(schema, second, "second text");
-    }
-
-    internal static void CheckTextColumn(DataViewSchema schema, string name, string role)
-    {
-        var column = schema.GetColumnOrNull(name)
-            ?? throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
-        if (column.Type is not TextDataViewType)
-            throw new ArgumentOutOfRangeException(nameof(schema), NotTextMessage(role, name,
-                column.Type is VectorDataViewType vector ? $"a vector of {vector.ItemType} ({vector})" : $"{column.Type}"));
-    }
-
-    internal static string NotTextMessage(string role, string name, string actual) =>
-        $"The {role} column '{name}' must be a single text (string) value per row, but it is {actual}. " +
-        "To classify several text columns, join them into one string (for example with CustomMapping or in the data class), " +
-        "or use the second text column for pair tasks; do not Concatenate them into a vector.";
 
     /// <summary>Builds the network for <paramref name="settings"/> over <paramref name="encoder"/> (adapters injected in LoRA mode, fresh head).</summary>
     internal static TextClassificationModel BuildModel(Encoders.BertModel encoder, Integration.LoraModelSettings settings, double headDropout = 0.1)

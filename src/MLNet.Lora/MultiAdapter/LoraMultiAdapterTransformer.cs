@@ -53,8 +53,8 @@ public sealed class LoraMultiAdapterTransformer : ITransformer, IRowScorer
     /// <inheritdoc/>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
     {
-        LoraTextClassificationTransformer.CheckTextColumn(inputSchema, AdapterColumnName, "adapter");
-        LoraTextClassificationTransformer.CheckTextColumn(inputSchema, TextColumnName, "text");
+        TextClassifierScoring.CheckTextColumn(inputSchema, AdapterColumnName, "adapter");
+        TextClassifierScoring.CheckTextColumn(inputSchema, TextColumnName, "text");
         var builder = new DataViewSchema.Builder();
         builder.AddColumns(inputSchema);
         builder.AddColumn(DefaultColumnNames.Score, new VectorDataViewType(NumberDataViewType.Single));

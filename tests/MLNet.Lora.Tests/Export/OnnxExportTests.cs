@@ -155,18 +155,6 @@ public class OnnxExportTests(OnnxExportTests.Encoder fixture) : IClassFixture<On
     }
 
     [Fact]
-    public void TheSharedBatchScoredViewGivesTheTorchSharpTransformersOwnScores()
-    {
-        // MLNet.Lora.Core's view over the TorchSharp transformer, as over the ONNX one: same rows as its own Transform.
-        var (ml, _, _, lora) = Fit();
-        var test = ml.Data.LoadFromEnumerable(SyntheticData.Sentiment(150, seed: 6));
-        var expected = lora.Transform(test).GetColumn<float[]>("Score").ToArray();
-        var shared = new MLNet.Lora.Integration.BatchScoredView(lora, test).GetColumn<float[]>("Score").ToArray();
-        shared.Should().HaveCount(expected.Length);
-        for (int i = 0; i < expected.Length; i++) shared[i].Should().Equal(expected[i]);
-    }
-
-    [Fact]
     public void TheReadBackEncoderOfAnExportedFileIsTheMergedEncoder()
     {
         var (_, _, _, lora) = Fit();

@@ -4,17 +4,18 @@ using Microsoft.ML.Data;
 namespace MLNet.Lora.Integration;
 
 /// <summary>
-/// The lazy output of a text classifier's <c>Transform</c> (any <see cref="ITextProbabilityScorer"/>: the TorchSharp
-/// transformer or the ONNX one): the input's columns plus score and predicted label. It reads its input through one cursor: a chunk of rows is buffered (texts and the pass-through
-/// values asked for), scored in length-sorted batches, then served. So input that can be enumerated only once (a
-/// queue drained by <c>LoadFromEnumerable</c>) is read once, and every row keeps its own score.
+/// The lazy output of every scoring transformer of the package's <c>Transform</c> (an <see cref="IRowScorer"/>): the
+/// input's columns plus the scored ones. It reads its input through one cursor: a chunk of rows is buffered (the
+/// scorer's inputs and the pass-through values asked for), scored in length-sorted batches, then served. So input that
+/// can be enumerated only once (a queue drained by <c>LoadFromEnumerable</c>) is read once, and every row keeps its own
+/// score.
 /// </summary>
-internal sealed class BatchScoredView : IDataView
+internal sealed class ScoredDataView : IDataView
 {
-    private readonly ITextProbabilityScorer transformer;
+    private readonly IRowScorer transformer;
     private readonly IDataView input;
 
-    public BatchScoredView(ITextProbabilityScorer transformer, IDataView input)
+    public ScoredDataView(IRowScorer transformer, IDataView input)
     {
         this.transformer = transformer;
         this.input = input ?? throw new ArgumentNullException(nameof(input));
@@ -34,21 +35,15 @@ internal sealed class BatchScoredView : IDataView
         bool scoring = needed.Any(i => i >= inputCount);
         var passThrough = needed.Where(i => i < inputCount).Select(i => input.Schema[i]).ToList();
         if (!scoring) return new PassThroughCursor(this, input.GetRowCursor(passThrough), needed);
-        var read = passThrough.Concat(TextColumns(transformer, input.Schema)).DistinctBy(c => c.Index);
+        var read = passThrough.Concat(transformer.ScoringColumns(input.Schema)).DistinctBy(c => c.Index);
         return new Cursor(this, input.GetRowCursor(read), passThrough, needed);
     }
 
     public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
         [GetRowCursor(columnsNeeded, rand)];
 
-    internal static IEnumerable<DataViewSchema.Column> TextColumns(ITextProbabilityScorer transformer, DataViewSchema schema)
-    {
-        yield return schema[transformer.TextColumnName];
-        if (transformer.SecondTextColumnName is { } second) yield return schema[second];
-    }
-
     /// <summary>No output column asked for: the input's rows as they are, nothing scored.</summary>
-    private sealed class PassThroughCursor(BatchScoredView view, DataViewRowCursor input, HashSet<int> active) : DataViewRowCursor
+    private sealed class PassThroughCursor(ScoredDataView view, DataViewRowCursor input, HashSet<int> active) : DataViewRowCursor
     {
         public override long Position => input.Position;
 
@@ -78,35 +73,26 @@ internal sealed class BatchScoredView : IDataView
     /// <summary>Reads a chunk of rows into buffers, scores them, serves them, and reads the next chunk.</summary>
     private sealed class Cursor : DataViewRowCursor
     {
-        private readonly BatchScoredView view;
+        private readonly ScoredDataView view;
         private readonly DataViewRowCursor input;
         private readonly HashSet<int> active;
-        private readonly ValueGetter<ReadOnlyMemory<char>> text;
-        private readonly ValueGetter<ReadOnlyMemory<char>>? pair;
+        private readonly IScoringChunk chunk;
         private readonly ValueGetter<DataViewRowId> readId;
         private readonly Dictionary<int, ColumnBuffer> columns;
         private readonly int chunkSize;
-        private readonly List<string?> texts;
-        private readonly List<string?>? pairs;
         private readonly List<DataViewRowId> ids;
-        private float[][] scores = [];
         private int row = -1;
         private long position = -1;
 
-        public Cursor(BatchScoredView view, DataViewRowCursor input, List<DataViewSchema.Column> passThrough, HashSet<int> active)
+        public Cursor(ScoredDataView view, DataViewRowCursor input, List<DataViewSchema.Column> passThrough, HashSet<int> active)
         {
             this.view = view;
             this.input = input;
             this.active = active;
-            var scorer = view.transformer;
-            text = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[scorer.TextColumnName]);
-            if (scorer.SecondTextColumnName is { } second) pair = input.GetGetter<ReadOnlyMemory<char>>(input.Schema[second]);
+            chunk = view.transformer.OpenChunk(input, forCursor: true);
             readId = input.GetIdGetter();
             columns = passThrough.ToDictionary(c => c.Index, c => ColumnBuffer.Create(input, c));
-            // Several batches at a time, so that sorting by length packs batches tightly.
-            chunkSize = scorer.BatchSize * 8;
-            texts = new List<string?>(chunkSize);
-            pairs = pair is null ? null : new List<string?>(chunkSize);
+            chunkSize = view.transformer.ChunkSize;
             ids = new List<DataViewRowId>(chunkSize);
         }
 
@@ -118,35 +104,27 @@ internal sealed class BatchScoredView : IDataView
 
         public override bool MoveNext()
         {
-            if (++row >= texts.Count && !ReadChunk()) return false;
+            if (++row >= chunk.Count && !ReadChunk()) return false;
             position++;
             return true;
         }
 
         private bool ReadChunk()
         {
-            texts.Clear();
-            pairs?.Clear();
+            chunk.Clear();
             ids.Clear();
             foreach (var buffer in columns.Values) buffer.Clear();
-            ReadOnlyMemory<char> value = default;
             DataViewRowId id = default;
-            while (texts.Count < chunkSize && input.MoveNext())
+            while (chunk.Count < chunkSize && input.MoveNext())
             {
-                text(ref value);
-                texts.Add(value.ToString());
-                if (pairs is not null)
-                {
-                    pair!(ref value);
-                    pairs.Add(value.ToString());
-                }
+                chunk.Capture();
                 readId(ref id);
                 ids.Add(id);
                 foreach (var buffer in columns.Values) buffer.Capture();
             }
             row = 0;
-            if (texts.Count == 0) return false;
-            scores = view.transformer.PredictProbabilities(texts, pairs);
+            if (chunk.Count == 0) return false;
+            chunk.Score();
             return true;
         }
 
@@ -155,7 +133,7 @@ internal sealed class BatchScoredView : IDataView
             if (!IsColumnActive(column)) throw new InvalidOperationException($"Column '{column.Name}' was not requested from this cursor.");
             int inputCount = view.input.Schema.Count;
             if (column.Index < inputCount) return columns[column.Index].Getter<TValue>(() => row);
-            return OutputGetter<TValue>(column, inputCount, () => scores[row]);
+            return chunk.OutputGetter<TValue>(column, inputCount, () => row);
         }
 
         public override ValueGetter<DataViewRowId> GetIdGetter() => (ref DataViewRowId value) => value = ids[row];
@@ -164,7 +142,11 @@ internal sealed class BatchScoredView : IDataView
 
         protected override void Dispose(bool disposing)
         {
-            if (disposing) input.Dispose();
+            if (disposing)
+            {
+                chunk.Dispose();
+                input.Dispose();
+            }
             base.Dispose(disposing);
         }
     }
