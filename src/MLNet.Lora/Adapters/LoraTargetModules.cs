@@ -36,7 +36,7 @@ public enum LoraTargetModules
 }
 
 /// <summary>Maps module paths of a BERT encoder to <see cref="LoraTargetModules"/> kinds.</summary>
-public static class LoraModulePaths
+internal static class LoraModulePaths
 {
     /// <summary>Every single kind, in the order of a layer's forward pass.</summary>
     public static IReadOnlyList<LoraTargetModules> Kinds { get; } =

@@ -20,7 +20,7 @@ namespace MLNet.Lora.Checkpoints;
 /// CheckpointKeyMap.For(model).CopyInto(model, tensors, "model.safetensors");
 /// </code>
 /// </example>
-public sealed class CheckpointKeyMap
+internal sealed class CheckpointKeyMap
 {
     private static readonly string[] Prefixes = ["", "bert."];
 

@@ -39,7 +39,7 @@ namespace MLNet.Lora.Checkpoints;
 /// using var other = OnnxBertImporter.Import("other.onnx", numAttentionHeads: 12); // heads given
 /// </code>
 /// </example>
-public static class OnnxBertImporter
+internal static class OnnxBertImporter
 {
     private static readonly Regex LayerIndex = new(@"(?:^|\.)encoder\.layer\.(\d+)\.", RegexOptions.CultureInvariant);
 

@@ -21,7 +21,7 @@ public enum PoolingStrategy
 }
 
 /// <summary>Pools encoder outputs into one vector per sequence.</summary>
-public static class Pooling
+internal static class Pooling
 {
     /// <summary>Mean of <paramref name="hidden"/> [batch, seq, hidden] over positions where <paramref name="attentionMask"/> [batch, seq] is 1.</summary>
     public static Tensor MeanOverTokens(Tensor hidden, Tensor attentionMask)

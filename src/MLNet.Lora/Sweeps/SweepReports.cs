@@ -4,7 +4,7 @@ using System.Text;
 namespace MLNet.Lora.Sweeps;
 
 /// <summary>CSV and text reports of sweep trials (the chart is in MLNet.Lora.Charts' <c>SweepCharts</c>) (also for trials gathered from several sweeps).</summary>
-public static class SweepReports
+internal static class SweepReports
 {
     /// <summary>The CSV header, in order.</summary>
     public static IReadOnlyList<string> CsvColumns { get; } =

@@ -13,7 +13,7 @@ namespace MLNet.Lora.Training;
 /// linear decay, gradient clipping, length-grouped batches, validation each epoch with early stopping (the best
 /// epoch's weights are restored), progress, cancellation, and an epoch-end hook.
 /// </summary>
-public sealed class FineTuningLoop
+internal sealed class FineTuningLoop
 {
     private readonly TextClassificationModel model;
     private readonly FineTuningSettings settings;

@@ -1,7 +1,7 @@
 namespace MLNet.Lora.Training;
 
 /// <summary>Optimisation settings of one fine-tune (what <see cref="FineTuningLoop"/> needs from the trainer's options).</summary>
-public sealed record FineTuningSettings
+internal sealed record FineTuningSettings
 {
     /// <summary>Which weights train.</summary>
     public FineTuningMode Mode { get; init; } = FineTuningMode.Lora;

@@ -5,7 +5,7 @@ namespace MLNet.Lora.Training;
 /// <summary>Tokenized examples with 0-based class indices.</summary>
 /// <param name="Items">Encoded texts.</param>
 /// <param name="Labels">Class index of each item.</param>
-public sealed record LabeledTexts(IReadOnlyList<EncodedText> Items, IReadOnlyList<int> Labels)
+internal sealed record LabeledTexts(IReadOnlyList<EncodedText> Items, IReadOnlyList<int> Labels)
 {
     /// <summary>Number of examples.</summary>
     public int Count => Items.Count;

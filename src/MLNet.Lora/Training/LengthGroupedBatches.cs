@@ -6,7 +6,7 @@ namespace MLNet.Lora.Training;
 /// Batches whose items have similar lengths, so that padding to the longest item of a batch wastes little:
 /// shuffle, cut into windows of many batches, sort each window by length, cut into batches, shuffle the batches.
 /// </summary>
-public static class LengthGroupedBatches
+internal static class LengthGroupedBatches
 {
     /// <summary>How many batches one sorting window spans; wider windows pad less but mix less.</summary>
     public const int WindowBatches = 50;

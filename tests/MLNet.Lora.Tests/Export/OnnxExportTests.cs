@@ -304,7 +304,7 @@ public class OnnxExportTests(OnnxExportTests.Encoder fixture) : IClassFixture<On
         var ml = new MLContext();
         var data = ml.Data.LoadFromEnumerable(new[] { new NumberRow { Text = 3f } });
         var estimator = ml.Transforms.LoraOnnxTextClassification(path);
-        estimator.Invoking(e => e.Fit(data)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*text column 'Text' must be text*");
+        estimator.Invoking(e => e.Fit(data)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*text column 'Text' must be a single text (string) value*");
         ml.Transforms.LoraOnnxTextClassification(path, "Body").Invoking(e => e.Fit(data)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*'Body' is not in the data*");
     }
 

@@ -237,12 +237,14 @@ public class ReliabilityTests(TinyEncoderFixture fixture) : IClassFixture<TinyEn
         Scores(ml, ml.Model.LoadWithAdapters(path, out _), rows).Should().BeEquivalentTo(expected, o => o.WithStrictOrdering());
 
         // A target that is read-only is refused, unchanged, with its mode kept.
+        if (OperatingSystem.IsWindows()) return;
         byte[] before = File.ReadAllBytes(path);
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        const UnixFileMode readOnly = UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+        File.SetUnixFileMode(path, readOnly);
         FluentActions.Invoking(() => ml.Model.SaveWithAdapters(model, train.Schema, path))
             .Should().Throw<UnauthorizedAccessException>().WithMessage($"*'{path}'*read-only*");
         File.ReadAllBytes(path).Should().Equal(before);
-        File.GetUnixFileMode(path).Should().Be(UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        File.GetUnixFileMode(path).Should().Be(readOnly);
     }
 
     // Smaller ones: the temporary file of a killed save is cleaned by the next save; an unwritable folder names the user's path.

@@ -121,13 +121,13 @@ internal sealed class PeftFolderWriter
     {
         var header = new Dictionary<string, object> { ["__metadata__"] = new Dictionary<string, string> { ["format"] = "pt" } };
         var data = new MemoryStream();
+        Span<byte> bytes = stackalloc byte[4];
         foreach (var (name, tensor) in tensors)
         {
             var values = tensor.to(float32).contiguous().data<float>().ToArray();
             long begin = data.Length;
             foreach (float v in values)
             {
-                Span<byte> bytes = stackalloc byte[4];
                 BinaryPrimitives.WriteSingleLittleEndian(bytes, v);
                 data.Write(bytes);
             }

@@ -11,7 +11,7 @@ namespace MLNet.Lora.Forgetting;
 /// Definition: JS(P, Q) = ½ KL(P ‖ M) + ½ KL(Q ‖ M) with M = ½ (P + Q), in bits (log base 2), so 0 ≤ JS ≤ 1.
 /// Reference: J. Lin, "Divergence measures based on the Shannon entropy", IEEE Trans. Inf. Theory 37(1), 1991.
 /// </remarks>
-public static class AttentionDivergence
+internal static class AttentionDivergence
 {
     /// <summary>
     /// Base-2 Jensen–Shannon divergence between the distributions that lie along the last dimension of

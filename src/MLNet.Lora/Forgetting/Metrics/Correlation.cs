@@ -9,7 +9,7 @@ namespace MLNet.Lora.Forgetting;
 /// Phil. Trans. R. Soc. A 187, 1896; C. Spearman, "The proof and measurement of association between two things",
 /// Am. J. Psychol. 15(1), 1904.
 /// </remarks>
-public static class Correlation
+internal static class Correlation
 {
     /// <summary>
     /// Pearson's product-moment correlation r = Σ (x−x̄)(y−ȳ) / √(Σ (x−x̄)² · Σ (y−ȳ)²).

@@ -11,7 +11,7 @@ namespace MLNet.Lora.Forgetting;
 /// Reference: T. Yu, S. Kumar, A. Gupta, S. Levine, K. Hausman, C. Finn, "Gradient Surgery for Multi-Task Learning"
 /// (PCGrad), NeurIPS 2020, which calls gradients with negative cosine similarity conflicting.
 /// </remarks>
-public static class GradientConflict
+internal static class GradientConflict
 {
     /// <summary>
     /// Cosine similarity a·b / (‖a‖ ‖b‖) of the two gradients, each taken as the concatenation of its flattened tensors.

@@ -5,7 +5,7 @@ namespace MLNet.Lora.Forgetting;
 /// the mean cosine, the count and the conflict rate (share of cosines &lt; 0).
 /// </summary>
 /// <remarks>Module kinds are compared ordinally (case-sensitive). Not thread-safe: record from one thread at a time.</remarks>
-public sealed class GradientConflictTally
+internal sealed class GradientConflictTally
 {
     private readonly Dictionary<string, Accumulator> _byKind = new(StringComparer.Ordinal);
 

@@ -12,7 +12,7 @@ namespace MLNet.Lora.Forgetting;
 /// ICML 2019, equation (5). Linear CKA is invariant to orthogonal transforms and isotropic scaling of either
 /// representation, and to adding a constant vector to every row, but not to arbitrary invertible linear maps.
 /// </remarks>
-public static class RepresentationSimilarity
+internal static class RepresentationSimilarity
 {
     /// <summary>
     /// Linear CKA between <paramref name="x"/> [n, d1] and <paramref name="y"/> [n, d2], whose rows are the same n examples:

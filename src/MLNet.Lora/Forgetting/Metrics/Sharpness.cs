@@ -13,7 +13,7 @@ namespace MLNet.Lora.Forgetting;
 /// and use a fixed batch, or the results measure noise. It must return a scalar (one-element) tensor that depends on
 /// the parameters through differentiable operations. Parameters the loss does not use contribute zero curvature.
 /// </remarks>
-public static class Sharpness
+internal static class Sharpness
 {
     /// <summary>
     /// The eigenvalue of largest magnitude of the loss Hessian with respect to <paramref name="parameters"/>, by power

@@ -6,7 +6,7 @@ namespace MLNet.Lora.Forgetting;
 /// <summary>
 /// Similarity of two tasks as one model sees them, from the model's features of each task's own examples.
 /// </summary>
-public static class TaskSimilarity
+internal static class TaskSimilarity
 {
     /// <summary>
     /// Linear CKA (Kornblith et al. 2019, eq. 5) between two tasks' representations <paramref name="a"/> [n_a, d] and
