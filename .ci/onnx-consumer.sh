@@ -119,14 +119,13 @@ public sealed class Prediction
 CS
 echo "onnx-consumer: building the scorer (MLNet.Lora.Onnx only) in $work/Scorer"
 build "$work/Scorer"
-python3 - "$work/Scorer/obj/project.assets.json" <<'PY'
-import json, sys
-assets = json.load(open(sys.argv[1]))
-names = {key.split('/')[0] for key in assets["libraries"]}
-torch = sorted(n for n in names if "torch" in n.lower() or "scottplot" in n.lower() or "skiasharp" in n.lower())
-if torch:
-    sys.exit(f"onnx-consumer: FAILED: the scorer's restore graph holds {', '.join(torch)}")
-print(f"onnx-consumer: the scorer's restore graph ({len(names)} packages) has no TorchSharp, ScottPlot or SkiaSharp")
-PY
+# The restore graph's library names ("name/version") must not include TorchSharp, ScottPlot or SkiaSharp.
+assets="$work/Scorer/obj/project.assets.json"
+heavy=$(grep -oiE '"(torchsharp|libtorch|scottplot|skiasharp)[^/"]*/[^"]*"' "$assets" | sort -u | tr '\n' ' ' || true)
+if [[ -n "$heavy" ]]; then
+  echo "onnx-consumer: FAILED: the scorer's restore graph holds $heavy"
+  exit 1
+fi
+echo "onnx-consumer: the scorer's restore graph has no TorchSharp, ScottPlot or SkiaSharp"
 dotnet "$work/Scorer/bin/Release/net10.0/Scorer.dll" "$work/models"
 echo "onnx-consumer: ok"

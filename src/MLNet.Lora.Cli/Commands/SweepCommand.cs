@@ -132,7 +132,13 @@ internal static class SweepCommand
             console.Line($"Pareto front: {string.Join("; ", result.ParetoFront.Select(t => $"#{t.Number} {t.Settings}"))}");
             result.SaveCsv(Path.Combine(folder, "sweep.csv"));
             result.SaveChart(Path.Combine(folder, "sweep.png"));
-            File.Copy(Path.Combine(parse.GetValue(results) ?? DefaultResults(planPath), $"trial-{result.BestTrial.Number:D4}.zip"), Path.Combine(folder, "best-model.zip"), overwrite: true);
+            string best = Path.Combine(parse.GetValue(results) ?? DefaultResults(planPath), $"trial-{result.BestTrial.Number:D4}.zip");
+            // Atomically: the scoring job reads this very file.
+            MLNet.Lora.IO.AtomicFile.Write(Path.Combine(folder, "best-model.zip"), target =>
+            {
+                using var source = File.OpenRead(best);
+                source.CopyTo(target);
+            }, createFolder: true);
             console.Line($"Wrote sweep.csv, sweep.png and best-model.zip to '{folder}'.");
             return Task.FromResult(0);
         }, token));

@@ -47,9 +47,6 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>Whether an adapter is merged into the inference weights.</summary>
     public bool IsMerged => mergedWeight is not null;
 
-    /// <summary>The weight a merged (or adapter-free) forward multiplies by: the merged copy, else the base weight.</summary>
-    internal Tensor InferenceWeight => mergedWeight ?? base_layer.weight!;
-
     /// <summary>
     /// Adds an adapter (A: Kaiming-uniform, B: zeros) and makes it active. Its rank and scaling are <paramref name="config"/>'s
     /// for the layer at <paramref name="modulePath"/> (see <see cref="LoraConfig.RankFor"/>), or its defaults when no path is given.

@@ -8,7 +8,7 @@ namespace MLNet.Lora.Checkpoints;
 /// A model's base encoder: its tokenizer and identity, over weights held once per process, keyed by their SHA-256, and
 /// shared by every model over them: ten loaded adapters over the default model hold one 87 MB base, not ten. Models over
 /// a frozen base get encoders whose tensors alias the shared weights (same storage, no copy); libtorch frees the storage
-/// with its last user. The registry holds the weights weakly, so a base no model uses any more is reclaimed by the
+/// with its last user. This holds in CPU memory; on a GPU each model's move to the device makes a device copy. The registry holds the weights weakly, so a base no model uses any more is reclaimed by the
 /// garbage collector.
 /// </summary>
 internal sealed class SharedBaseEncoder

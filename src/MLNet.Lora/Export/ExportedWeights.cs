@@ -1,5 +1,6 @@
 using MLNet.Lora.Adapters;
-using MLNet.Lora.Training;
+using MLNet.Lora.Encoders;
+using TorchSharp.Modules;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -7,31 +8,21 @@ namespace MLNet.Lora.Export;
 
 /// <summary>
 /// The weights an exported graph holds, under Hugging Face's names (<c>encoder.layer.0.attention.self.query.weight</c>,
-/// <c>classifier.weight</c>), read from a model whose adapters are merged: an adapted layer contributes its merged
-/// weight, the adapters' own factors are not exported. Every value is checked finite.
+/// <c>classifier.weight</c>), read from a plain encoder whose adapters are folded in
+/// (<see cref="LoraInjector.MergeAndUnload"/>) and the head. Every value is checked finite.
 /// </summary>
 internal sealed class ExportedWeights
 {
     private readonly Dictionary<string, (float[] Data, long[] Shape)> weights = new(StringComparer.Ordinal);
 
-    /// <summary>Copies the weights of <paramref name="model"/>, whose adapters the caller has merged (see <see cref="LoraInjector.Merge"/>).</summary>
-    public ExportedWeights(TextClassificationModel model, string targetForErrors)
+    /// <summary>Copies the weights of <paramref name="encoder"/> (no adapters) and of <paramref name="classifier"/>.</summary>
+    public ExportedWeights(BertModel encoder, Linear classifier, string targetForErrors)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        foreach (var (name, parameter) in model.Encoder.named_parameters())
-        {
-            if (name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal)) continue;
-            Add(name.Replace(".base_layer.", ".", StringComparison.Ordinal), parameter, targetForErrors);
-        }
-        foreach (var (path, layer) in LoraInjector.FindLoraLayers(model.Encoder))
-        {
-            if (layer.ActiveAdapter is not null && !layer.IsMerged)
-                throw new InvalidOperationException($"The adapter of '{path}' is not merged; merge the adapters before exporting.");
-            Add($"{path}.weight", layer.InferenceWeight, targetForErrors);
-        }
-        Add("classifier.weight", model.Classifier.weight!, targetForErrors);
-        Add("classifier.bias", model.Classifier.bias!, targetForErrors);
+        foreach (var (name, parameter) in encoder.named_parameters()) Add(name, parameter, targetForErrors);
+        Add("classifier.weight", classifier.weight!, targetForErrors);
+        Add("classifier.bias", classifier.bias!, targetForErrors);
     }
 
     /// <summary>Whether a weight is present (the pooler is optional).</summary>

@@ -41,29 +41,10 @@ internal static class LoraOnnxExporter
         using var lease = transformer.Use();      // the network stays live (and undisposed) while it is read
         var network = lease.Model;
         var settings = transformer.Settings;
-        // Merging reuses the adapters' own merge, which refuses non-finite results; the transformer is left as it was.
-        bool mergedHere = !LoraInjector.FindLoraLayers(network.Encoder).Any(l => l.Layer.IsMerged);
+        // A plain copy with every adapter folded in (the one merge, MergeAndUnload): the live network, which other
+        // threads may be scoring with, is never changed. Non-finite weights are refused as they are read.
         ExportedWeights weights;
-        try
-        {
-            if (mergedHere)
-            {
-                try
-                {
-                    LoraInjector.Merge(network.Encoder);
-                }
-                catch (InvalidOperationException e)
-                {
-                    throw new InvalidOperationException(
-                        $"Cannot export to '{target}': {e.Message} Retrain with a lower learning rate (or gradient clipping) before exporting.", e);
-                }
-            }
-            weights = new ExportedWeights(network, target);
-        }
-        finally
-        {
-            if (mergedHere) LoraInjector.Unmerge(network.Encoder);
-        }
+        using (var merged = LoraInjector.MergeAndUnload(network.Encoder)) weights = new ExportedWeights(merged, network.Classifier, target);
 
         BertConfig config = network.Encoder.Config;
         var graph = BertClassifierGraph.Build(weights, config, settings.Pooling, settings.ClassCount, options);

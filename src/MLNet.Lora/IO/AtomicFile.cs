@@ -52,7 +52,8 @@ internal static class AtomicFile
             }
             catch (Exception e) when (e is UnauthorizedAccessException or IOException)
             {
-                throw new UnauthorizedAccessException($"Cannot write '{path}': no file can be created in folder '{folder}' ({e.GetType().Name}). Check its permissions and free space, or choose another folder.", e);
+                string message = $"Cannot write '{path}': no file can be created in folder '{folder}' ({e.GetType().Name}). Check its permissions and free space, or choose another folder.";
+                throw e is UnauthorizedAccessException ? new UnauthorizedAccessException(message, e) : new IOException(message, e);
             }
             using (file)
             {

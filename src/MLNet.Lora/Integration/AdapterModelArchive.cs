@@ -90,6 +90,9 @@ internal static class AdapterModelArchive
                     using var lease = lora.Use();
                     using var scope = NewDisposeScope();
                     var weights = lora.TrainedWeights().ToDictionary(w => w.Key, w => w.Value.detach().cpu());
+                    // A file that loading would refuse is not written.
+                    if (weights.FirstOrDefault(w => !w.Value.isfinite().all().item<bool>()) is { Key: { } diverged })
+                        throw new InvalidOperationException($"Cannot save: weight '{diverged}' holds NaN or infinite values, so the model has diverged. Retrain with a lower learning rate (or gradient clipping).");
                     Safetensors.SaveStateDict(s, weights, leaveOpen: true);
                 });
                 parts.Add(new Part("lora", prefix, lora.AdaptersMerged));

@@ -261,7 +261,12 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         var rows = TrainingData.Read(trainData, options, channel);
         int classCount = (int)((KeyDataViewType)labelColumn.Type).Count;
         TrainingData.CheckClasses(rows.Labels, classCount, options.LabelColumnName);
-        if (validationData is not null) TrainingData.CheckValidationLabel(labelColumn, validationData.Schema, options.LabelColumnName);
+        if (validationData is not null)
+        {
+            TrainingData.CheckValidationLabel(labelColumn, validationData.Schema, options.LabelColumnName);
+            TextClassifierScoring.CheckTextColumn(validationData.Schema, options.TextColumnName, "validation text");
+            if (options.SecondTextColumnName is { } validationSecond) TextClassifierScoring.CheckTextColumn(validationData.Schema, validationSecond, "validation second text");
+        }
         var validationRows = validationData is null ? null : TrainingData.Read(validationData, options, channel);
         if (validationRows is null && options.ValidationFraction > 0) (rows, validationRows) = rows.Split(options.ValidationFraction, seed);
 

@@ -53,7 +53,10 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     /// <summary>Columns, adapter settings, classes and base encoder identity.</summary>
     public Integration.LoraModelSettings Settings { get; }
 
-    /// <summary>The network: the encoder with its adapters, and the head (rebuilt if the model was disposed).</summary>
+    /// <summary>
+    /// The network: the encoder with its adapters, and the head (rebuilt if the model was disposed). It stays valid until
+    /// the model is disposed (which a <c>PredictionEngine</c> built on it does when it is disposed).
+    /// </summary>
     public TextClassificationModel Model
     {
         get
@@ -178,7 +181,6 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     /// </summary>
     internal Dictionary<string, Tensor> TrainedWeights() => Live().TrainedWeights(Settings.Mode);
 
-    /// <summary>Copies saved <paramref name="weights"/> in by name; every trained weight must be present with its shape.</summary>
     /// <summary>
     /// Copies saved <paramref name="weights"/> in by name; every trained weight must be present with its shape, and
     /// finite (a damaged file must not load as a model that scores NaN).

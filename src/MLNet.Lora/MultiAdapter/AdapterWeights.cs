@@ -51,6 +51,8 @@ internal sealed class AdapterWeights : IDisposable
             var model = lora[0];
             if (model.Settings.Mode != Training.FineTuningMode.Lora)
                 throw new InvalidDataException($"'{path}' was trained with {nameof(Training.FineTuningMode)}.{model.Settings.Mode}, so it has no LoRA adapter to share a base with; an adapter set takes LoRA models only.");
+            if (model.Settings.SecondTextColumnName is { } second)
+                throw new InvalidDataException($"'{path}' classifies text pairs (second text column '{second}'); an adapter set scores single texts only. Serve it as a model of its own.");
             using var lease = model.Use();
             using var scope = NewDisposeScope();
             static Tensor Keep(Tensor t) => t.detach().to(float32).cpu().clone().DetachFromDisposeScope();

@@ -64,7 +64,7 @@ public sealed partial class LoraAdapterSet : IDisposable
         if (baseEncoder is null)
         {
             using var loaded = PretrainedEncoder.LoadDefault();
-            shared = SharedBaseEncoder.For(loaded);
+            shared = SharedBaseEncoder.For(loaded, loadedToShare: true);
         }
         else shared = SharedBaseEncoder.For(baseEncoder);
         // The loaders get a view of the shared weights, so that the caller's encoder may go and no second copy is made.
@@ -359,6 +359,8 @@ public sealed partial class LoraAdapterSet : IDisposable
             {
                 foreach (var entry in entries.Where(e => !IsLoaded(e)))
                 {
+                    // A combined adapter has no file: once removed and unloaded, it is gone.
+                    if (entry.Path is null) throw UnknownAdapter(entry.Name, "");
                     var weights = AdapterWeights.Read(ml, entry.Path!, baseView);
                     read[entry] = weights;
                     if (weights.Bytes != entry.Bytes || weights.Settings.ClassCount != entry.Settings.ClassCount)

@@ -30,7 +30,8 @@ public sealed record TorchThreadSelection(int Count, TorchThreadSource Source, s
     /// <summary>
     /// Picks the count from, in order: <paramref name="explicitCount"/>, <paramref name="environmentValue"/>, the
     /// <paramref name="quotaCpus"/>, and <paramref name="processorCount"/>. A quota is rounded down (1.5 CPUs: 1 thread),
-    /// because a thread pool larger than the quota is throttled in every parallel region. Never more than the processor count.
+    /// because a thread pool larger than the quota is throttled in every parallel region, and never above the processor
+    /// count; an explicit count or the environment variable is taken as given.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The environment variable is not a positive whole number.</exception>
     public static TorchThreadSelection Choose(int? explicitCount, string? environmentValue, double? quotaCpus, int processorCount)

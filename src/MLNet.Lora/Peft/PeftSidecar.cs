@@ -41,7 +41,7 @@ internal sealed record PeftSidecar(
         {
             sidecar = JsonSerializer.Deserialize<PeftSidecar>(File.ReadAllText(path), Json);
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or ArgumentOutOfRangeException)
         {
             throw new InvalidDataException($"'{path}' is not a valid {FileName}: {e.Message}", e);
         }

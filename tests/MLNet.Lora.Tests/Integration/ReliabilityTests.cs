@@ -263,9 +263,9 @@ public class ReliabilityTests(TinyEncoderFixture fixture) : IClassFixture<TinyEn
         if (OperatingSystem.IsLinux())
         {
             const string unwritable = "/proc/model.zip";   // /proc refuses new files, even to root
-            FluentActions.Invoking(() => ml.Model.SaveWithAdapters(model, train.Schema, unwritable))
-                .Should().Throw<UnauthorizedAccessException>().WithMessage($"Cannot write '{unwritable}'*")
-                .Which.Message.Should().NotContain(".tmp");
+            var error = FluentActions.Invoking(() => ml.Model.SaveWithAdapters(model, train.Schema, unwritable)).Should().Throw<Exception>().Which;
+            (error is IOException or UnauthorizedAccessException).Should().BeTrue();
+            error.Message.Should().StartWith($"Cannot write '{unwritable}'").And.NotContain(".tmp");
         }
     }
 
