@@ -290,6 +290,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         try
         {
             initial = options.InitialAdapter is { } folder ? Peft.PeftAdapterFolder.Read(folder, encoderModel) : null;
+            if (initial is not null) Peft.PeftAdapterFolder.CheckBase(initial, options.InitialAdapter!, identity);
             var modelSettings = new LoraModelSettings
             {
                 TextColumnName = options.TextColumnName,

@@ -60,10 +60,8 @@ public sealed partial class LoraTextClassificationTransformer
             throw new InvalidDataException($"'{directory}' has no classification head ({PeftKeyMap.HeadToPeft("weight")}): PEFT saves it only when " +
                                            "the adapter was trained with task_type SEQ_CLS or modules_to_save [\"classifier\"]. Start a new fit from the adapter " +
                                            $"with {nameof(LoraTextClassificationTrainer.Options)}.{nameof(LoraTextClassificationTrainer.Options.InitialAdapter)} instead.");
+        PeftAdapterFolder.CheckBase(adapter, directory, baseEncoder.Identity);
         var recorded = adapter.Sidecar?.Settings;
-        if (recorded is not null && !string.Equals(recorded.BaseEncoder.Sha256, baseEncoder.Identity.Sha256, StringComparison.OrdinalIgnoreCase))
-            throw new InvalidOperationException($"'{directory}' was trained on base encoder '{recorded.BaseEncoder.Name}' with weights SHA-256 {recorded.BaseEncoder.Sha256}, " +
-                                                $"but the base encoder given ('{baseEncoder.Identity.Name}') has SHA-256 {baseEncoder.Identity.Sha256}.");
         if (recorded is not null && recorded.ClassCount != classCount)
             throw new InvalidDataException($"'{directory}': {PeftSidecar.FileName} records {recorded.ClassCount} classes but the head has {classCount}.");
 

@@ -40,6 +40,17 @@ internal static class PeftAdapterFolder
     }
 
     /// <summary>
+    /// Refuses an adapter whose sidecar records another base (by SHA-256) than <paramref name="identity"/>. PEFT's own
+    /// files record only a model name, so an adapter without the sidecar is checked by shape alone (in <see cref="Read"/>).
+    /// </summary>
+    public static void CheckBase(PeftAdapter adapter, string directory, Checkpoints.EncoderIdentity identity)
+    {
+        if (adapter.Sidecar?.Settings is { } recorded && !string.Equals(recorded.BaseEncoder.Sha256, identity.Sha256, StringComparison.OrdinalIgnoreCase))
+            throw new InvalidOperationException($"'{directory}' was trained on base encoder '{recorded.BaseEncoder.Name}' with weights SHA-256 {recorded.BaseEncoder.Sha256}, " +
+                                                $"but the base encoder given ('{identity.Name}') has SHA-256 {identity.Sha256}. Adapters only work on the exact base they were trained on.");
+    }
+
+    /// <summary>
     /// Reads the adapter in <paramref name="directory"/> for <paramref name="baseEncoder"/>: every key and shape is checked
     /// against the encoder, and anything that cannot be honoured is refused naming the key or field. Dispose the result.
     /// </summary>

@@ -133,6 +133,23 @@ public class PeftExportTests(TinyEncoderFixture fixture) : IClassFixture<TinyEnc
     }
 
     [Fact]
+    public void AFitRefusesAnAdapterOfAnotherBase()
+    {
+        using var first = Fit();
+        string directory = folder.Combine("other-base");
+        first.SavePeftAdapter(directory);
+        using var other = TinyEncoders.Create(seed: 31);   // the same shapes, other weights
+        var ml = new MLContext(seed: 1);
+        var data = ml.Transforms.Conversion.MapValueToKey("Label").Fit(ml.Data.LoadFromEnumerable(SyntheticData.Sentiment(20, 1)))
+            .Transform(ml.Data.LoadFromEnumerable(SyntheticData.Sentiment(20, 1)));
+        var trainer = ml.MulticlassClassification.Trainers.LoraTextClassification(new LoraTextClassificationTrainer.Options
+        {
+            Encoder = other, MaxEpochs = 1, MaxSequenceLength = 16, InitialAdapter = directory,
+        });
+        trainer.Invoking(t => t.Fit(data)).Should().Throw<InvalidOperationException>().WithMessage($"'{directory}' was trained on base encoder*SHA-256*exact base*");
+    }
+
+    [Fact]
     public void OnlyLoraModelsExport()
     {
         var ml = new MLContext(seed: 1);
