@@ -46,8 +46,8 @@ public sealed class LoraOnnxTextClassificationEstimator : IEstimator<LoraOnnxTex
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
         // The columns' names and the labels live in the file: read them without keeping a session.
-        using var classifier = OnnxTextClassifier.Open(modelPath, options);
-        using var transformer = new LoraOnnxTextClassificationTransformer(classifier, textColumnName, options);
+        var classifier = OnnxTextClassifier.Open(modelPath, options);
+        using var transformer = new LoraOnnxTextClassificationTransformer(classifier, textColumnName, options);   // owns the classifier
         CheckShape(inputSchema, transformer.TextColumnName, "text");
         if (transformer.SecondTextColumnName is { } second) CheckShape(inputSchema, second, "second text");
         var keyValues = classifier.Metadata.Labels?.KeyAnnotations();

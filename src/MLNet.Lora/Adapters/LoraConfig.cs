@@ -101,8 +101,9 @@ public sealed record LoraConfig
         if (pattern is null) return false;
         foreach (var (key, v) in pattern)
         {
-            var regex = new Regex($"^(.*\\.)?({key})$", RegexOptions.CultureInvariant);
-            if (regex.IsMatch(modulePath) || regex.IsMatch("bert." + modulePath))
+            // The static IsMatch caches compiled patterns: a combined adapter has one key per layer, matched per layer.
+            string regex = $"^(.*\\.)?({key})$";
+            if (Regex.IsMatch(modulePath, regex, RegexOptions.CultureInvariant) || Regex.IsMatch("bert." + modulePath, regex, RegexOptions.CultureInvariant))
             {
                 value = v;
                 return true;

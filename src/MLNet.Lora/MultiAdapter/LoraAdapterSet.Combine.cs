@@ -17,7 +17,8 @@ public sealed partial class LoraAdapterSet
     /// <param name="parts">Adapters of the set and their weights.</param>
     /// <param name="method">How to combine them.</param>
     /// <param name="rank">For <see cref="AdapterCombination.Linear"/> and <see cref="AdapterCombination.Ties"/>: the rank
-    /// to factor each layer's update to; default the sum of the parts' ranks there (which, for Linear, is exact).</param>
+    /// to factor each layer's update to; default, and at most, the sum of the parts' ranks there (which, for Linear, is
+    /// exact: a larger rank adds nothing, so it is capped).</param>
     /// <param name="density">For <see cref="AdapterCombination.Ties"/>: the fraction of each update's entries kept when trimming.</param>
     /// <exception cref="ArgumentException">The name is taken, no parts are given, a weight is not finite, or the parts'
     /// label values or pooling differ.</exception>

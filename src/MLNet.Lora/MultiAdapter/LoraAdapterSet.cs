@@ -429,10 +429,11 @@ public sealed partial class LoraAdapterSet : IDisposable
     /// <summary>Puts <paramref name="weights"/> into the network under the entry's key. Call under the network write lock.</summary>
     private void Load(AdapterEntry entry, AdapterWeights weights)
     {
-        LoraInjector.Inject(network, entry.Settings.Lora, entry.Key);
         var head = nn.Linear(weights.HeadWeight.shape[1], weights.HeadWeight.shape[0]);
         try
         {
+            // Inside the try: an injection that fails part-way is taken out of the layers it reached.
+            LoraInjector.Inject(network, entry.Settings.Lora, entry.Key);
             LoraInjector.LoadAdapterState(network, weights.Factors, entry.Key, "", AdapterKeyStyle.Peft, $"adapter '{entry.Name}'");
             using (no_grad())
             {

@@ -165,9 +165,4 @@ internal sealed class SweepTrialRunner : IDisposable
 
     private sealed record SweepData(IDataView Train, IDataView Validation, DataViewSchema TrainSchema, ITransformer? KeyMapper);
 
-    /// <summary>Reports on the calling thread (unlike <c>Progress&lt;T&gt;</c>), so a sweep's reports arrive in order.</summary>
-    private sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

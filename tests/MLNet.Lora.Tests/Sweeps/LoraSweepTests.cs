@@ -199,8 +199,4 @@ public class LoraSweepTests(TinyEncoderFixture fixture) : IClassFixture<TinyEnco
         File.ReadAllBytes(png).Take(8).Should().Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A });
     }
 
-    private sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

@@ -108,7 +108,7 @@ internal sealed class TaskSequenceRunner
                     MaxSequenceLength = options.MaxSequenceLength,
                 };
                 var trainingProgress = progress is null ? null
-                    : new SyncProgress<LoraTrainingProgress>(p => progress.Report(new ForgettingProgress("sequence", $"{strategy} {tasks[i].Name}: {p}")));
+                    : new InlineProgress<LoraTrainingProgress>(p => progress.Report(new ForgettingProgress("sequence", $"{strategy} {tasks[i].Name}: {p}")));
                 new FineTuningLoop(model, tokenizer, settings, device).Run(train[i], null, trainingProgress, null, cancellationToken);
 
                 if (options.MeasureSharpness)
