@@ -12,7 +12,7 @@ public static class LoraOnnxCatalog
     /// </summary>
     /// <param name="catalog"><c>mlContext.Transforms</c>.</param>
     /// <param name="modelPath">The <c>.onnx</c> file.</param>
-    /// <param name="textColumnName">The input text column.</param>
+    /// <param name="textColumnName">The input text column; default the one the model was trained on (from the file's metadata).</param>
     /// <param name="options">Output column names, batch size, threads.</param>
     /// <example>
     /// <code>
@@ -22,7 +22,7 @@ public static class LoraOnnxCatalog
     /// </code>
     /// </example>
     public static LoraOnnxTextClassificationEstimator LoraOnnxTextClassification(this TransformsCatalog catalog, string modelPath,
-        string textColumnName = "Text", LoraOnnxScoringOptions? options = null)
+        string? textColumnName = null, LoraOnnxScoringOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         return new LoraOnnxTextClassificationEstimator(modelPath, textColumnName, options);

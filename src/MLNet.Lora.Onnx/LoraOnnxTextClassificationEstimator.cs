@@ -11,13 +11,13 @@ namespace MLNet.Lora.Onnx;
 public sealed class LoraOnnxTextClassificationEstimator : IEstimator<LoraOnnxTextClassificationTransformer>
 {
     private readonly string modelPath;
-    private readonly string textColumnName;
+    private readonly string? textColumnName;
     private readonly LoraOnnxScoringOptions options;
 
-    internal LoraOnnxTextClassificationEstimator(string modelPath, string textColumnName, LoraOnnxScoringOptions? options)
+    internal LoraOnnxTextClassificationEstimator(string modelPath, string? textColumnName, LoraOnnxScoringOptions? options)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelPath);
-        ArgumentException.ThrowIfNullOrWhiteSpace(textColumnName);
+        if (textColumnName is not null) ArgumentException.ThrowIfNullOrWhiteSpace(textColumnName);
         this.modelPath = modelPath;
         this.textColumnName = textColumnName;
         this.options = options ?? new LoraOnnxScoringOptions();

@@ -14,11 +14,11 @@ public sealed class LoraOnnxTextClassificationTransformer : ITransformer, IDispo
 {
     private readonly OnnxTextClassifier classifier;
 
-    internal LoraOnnxTextClassificationTransformer(OnnxTextClassifier classifier, string textColumnName, LoraOnnxScoringOptions options)
+    internal LoraOnnxTextClassificationTransformer(OnnxTextClassifier classifier, string? textColumnName, LoraOnnxScoringOptions options)
     {
         this.classifier = classifier;
         var columns = classifier.Metadata.Columns;
-        TextColumnName = textColumnName;
+        TextColumnName = textColumnName ?? columns.Text;
         SecondTextColumnName = options.SecondTextColumnName ?? columns.SecondText;
         ScoreColumnName = options.ScoreColumnName ?? columns.Score;
         PredictedLabelColumnName = options.PredictedLabelColumnName ?? columns.PredictedLabel;

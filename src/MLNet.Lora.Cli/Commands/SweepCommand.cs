@@ -95,7 +95,12 @@ internal static class SweepCommand
         {
             string planPath = parse.GetValue(planOption)!.FullName;
             var plan = LoraSweepPlan.Load(planPath);
-            int shard = parse.GetValue(index) ?? ShardSpec.Resolve(null, plan.Shards, Environment.GetEnvironmentVariable(ShardSpec.IndexVariable)).Index;
+            string? indexVariable = Environment.GetEnvironmentVariable(ShardSpec.IndexVariable);
+            int shard = parse.GetValue(index)
+                ?? (plan.Shards == 1 && string.IsNullOrWhiteSpace(indexVariable) ? 0   // one shard: nothing to choose
+                : string.IsNullOrWhiteSpace(indexVariable)
+                    ? throw new CliException($"The plan has {plan.Shards} shards: give --index, or set {ShardSpec.IndexVariable} (as a Kubernetes Indexed Job does).")
+                    : ShardSpec.Resolve(null, plan.Shards, indexVariable).Index);
             if (shard < 0 || shard >= plan.Shards) throw new CliException($"--index {shard} is outside the plan's shards 0 to {plan.Shards - 1}.");
             var files = plan.Data ?? throw new CliException($"The plan '{planPath}' records no data files; write it with `mlnet-lora sweep plan`.");
             var options = plan.CreateOptions().BaseOptions;
