@@ -48,25 +48,13 @@ public sealed class LoraOnnxTextClassificationEstimator : IEstimator<LoraOnnxTex
         // The columns' names and the labels live in the file: read them without keeping a session.
         var classifier = OnnxTextClassifier.Open(modelPath, options);
         using var transformer = new LoraOnnxTextClassificationTransformer(classifier, textColumnName, options);   // owns the classifier
-        CheckShape(inputSchema, transformer.TextColumnName, "text");
-        if (transformer.SecondTextColumnName is { } second) CheckShape(inputSchema, second, "second text");
+        TextClassifierScoring.CheckTextColumn(inputSchema, transformer.TextColumnName, "text");
+        if (transformer.SecondTextColumnName is { } second) TextClassifierScoring.CheckTextColumn(inputSchema, second, "second text");
         var keyValues = classifier.Metadata.Labels?.KeyAnnotations();
         var annotations = keyValues is null
             ? null
             : new SchemaShape(keyValues.Schema.Select(c => SchemaShapeColumns.Create(c.Name, SchemaShape.Column.VectorKind.Vector,
                 ((VectorDataViewType)c.Type).ItemType, false)));
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        columns[transformer.ScoreColumnName] = SchemaShapeColumns.Create(transformer.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
-        columns[transformer.PredictedLabelColumnName] = SchemaShapeColumns.Create(transformer.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar,
-            NumberDataViewType.UInt32, true, annotations);
-        return new SchemaShape(columns.Values);
-    }
-
-    private static void CheckShape(SchemaShape schema, string name, string role)
-    {
-        if (schema.Where(c => c.Name == name).Select(c => (SchemaShape.Column?)c).LastOrDefault() is not { } column)
-            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
-        if (column.Kind != SchemaShape.Column.VectorKind.Scalar || column.ItemType is not TextDataViewType)
-            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' must be text (string), but it is {column.ItemType}.");
+        return TextClassifierScoring.OutputShape(inputSchema, transformer.ScoreColumnName, transformer.PredictedLabelColumnName, annotations);
     }
 }

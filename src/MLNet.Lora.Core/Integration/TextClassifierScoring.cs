@@ -39,6 +39,29 @@ internal static class TextClassifierScoring
         return builder.ToSchema();
     }
 
+    /// <summary>The estimators' side of <see cref="CheckTextColumn(DataViewSchema, string, string)"/>: the column must be a text scalar.</summary>
+    public static void CheckTextColumn(SchemaShape schema, string name, string role)
+    {
+        if (Find(schema, name) is not { } column)
+            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
+        if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
+            throw new ArgumentOutOfRangeException(nameof(schema), NotTextMessage(role, name,
+                column.Kind == SchemaShape.Column.VectorKind.Scalar ? $"{column.ItemType}" : $"a vector of {column.ItemType}"));
+    }
+
+    /// <summary>The estimators' side of <see cref="OutputSchema"/>: the input's columns, the score vector and the predicted key (with <paramref name="keyAnnotations"/>).</summary>
+    public static SchemaShape OutputShape(SchemaShape inputSchema, string scoreColumn, string predictedLabelColumn, SchemaShape? keyAnnotations)
+    {
+        var columns = inputSchema.ToDictionary(c => c.Name);
+        columns[scoreColumn] = SchemaShapeColumns.Create(scoreColumn, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
+        columns[predictedLabelColumn] = SchemaShapeColumns.Create(predictedLabelColumn, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, true, keyAnnotations);
+        return new SchemaShape(columns.Values);
+    }
+
+    /// <summary>The last column named <paramref name="name"/> (a later column hides an earlier one of the same name).</summary>
+    public static SchemaShape.Column? Find(SchemaShape schema, string name) =>
+        schema.Where(c => c.Name == name).Select(c => (SchemaShape.Column?)c).LastOrDefault();
+
     /// <summary>The columns scoring reads: the text, and the second text of pair tasks.</summary>
     public static IEnumerable<DataViewSchema.Column> TextColumns(DataViewSchema inputSchema, string textColumn, string? secondTextColumn)
     {

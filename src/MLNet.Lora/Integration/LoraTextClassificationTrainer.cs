@@ -229,18 +229,13 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
     /// <inheritdoc/>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
-        CheckShape(inputSchema, options.TextColumnName, "text");
-        if (options.SecondTextColumnName is { } second) CheckShape(inputSchema, second, "second text");
-        if (Find(inputSchema, options.LabelColumnName) is not { } label)
+        TextClassifierScoring.CheckTextColumn(inputSchema, options.TextColumnName, "text");
+        if (options.SecondTextColumnName is { } second) TextClassifierScoring.CheckTextColumn(inputSchema, second, "second text");
+        if (TextClassifierScoring.Find(inputSchema, options.LabelColumnName) is not { } label)
             throw new ArgumentOutOfRangeException(nameof(inputSchema), $"The label column '{options.LabelColumnName}' is not in the data.");
         if (!label.IsKey)
             throw new ArgumentOutOfRangeException(nameof(inputSchema), LabelNotKeyMessage(options.LabelColumnName, $"{label.ItemType}"));
-
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        columns[options.ScoreColumnName] = SchemaShapeColumns.Create(options.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
-        columns[options.PredictedLabelColumnName] = SchemaShapeColumns.Create(options.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar,
-            NumberDataViewType.UInt32, true, label.Annotations);
-        return new SchemaShape(columns.Values);
+        return TextClassifierScoring.OutputShape(inputSchema, options.ScoreColumnName, options.PredictedLabelColumnName, label.Annotations);
     }
 
     /// <summary>Trains on <paramref name="input"/>.</summary>
@@ -374,18 +369,6 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         using var loaded = PretrainedEncoder.Load(options.BaseModel, cache);
         return SharedBaseEncoder.For(loaded, loadedToShare: true);
     }
-
-    private static void CheckShape(SchemaShape schema, string name, string role)
-    {
-        if (Find(schema, name) is not { } column)
-            throw new ArgumentOutOfRangeException(nameof(schema), $"The {role} column '{name}' is not in the data. Columns: {string.Join(", ", schema.Select(c => c.Name))}.");
-        if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
-            throw new ArgumentOutOfRangeException(nameof(schema), TextClassifierScoring.NotTextMessage(role, name,
-                column.Kind == SchemaShape.Column.VectorKind.Scalar ? $"{column.ItemType}" : $"a vector of {column.ItemType}"));
-    }
-
-    private static SchemaShape.Column? Find(SchemaShape schema, string name) =>
-        schema.Where(c => c.Name == name).Select(c => (SchemaShape.Column?)c).LastOrDefault();
 
     internal static string LabelNotKeyMessage(string column, string type) =>
         $"The label column '{column}' must be a key type, but it is {type}. Add mlContext.Transforms.Conversion.MapValueToKey(\"{column}\") before the trainer.";

@@ -40,7 +40,7 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     private bool releaseRequested;
 
     internal LoraTextClassificationTransformer(IHostEnvironment env, TextClassificationModel model, SharedBaseEncoder baseEncoder,
-        Integration.LoraModelSettings settings, Device device)
+        LoraModelSettings settings, Device device)
     {
         Environment = env;
         this.model = model;
@@ -51,7 +51,7 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     }
 
     /// <summary>Columns, adapter settings, classes and base encoder identity.</summary>
-    public Integration.LoraModelSettings Settings { get; }
+    public LoraModelSettings Settings { get; }
 
     /// <summary>
     /// The network: the encoder with its adapters, and the head (rebuilt if the model was disposed). It stays valid until
