@@ -9,6 +9,12 @@ public sealed record SequenceResult
     [JsonConverter(typeof(JsonStringEnumConverter<SequenceStrategy>))]
     public SequenceStrategy Strategy { get; init; }
 
+    /// <summary>The method's name in reports: the strategy and the options that limit forgetting (see <see cref="SequenceMethod"/>).</summary>
+    public string Method { get; init; } = "";
+
+    /// <summary>The seed the run was trained with (<see cref="ForgettingEvaluator.Options.Seed"/>).</summary>
+    public int Seed { get; init; }
+
     /// <summary>Task names in training order.</summary>
     public required string[] Tasks { get; init; }
 
@@ -21,6 +27,16 @@ public sealed record SequenceResult
 
     /// <summary>b[j]: accuracy of a linear probe on the untouched start model's features for task j (the forward-transfer baseline).</summary>
     public required double[] Baseline { get; init; }
+
+    /// <summary>
+    /// Per cell R[i][j], whether each of task j's test rows (in the same order in every cell of column j) was classified
+    /// correctly: what bootstrap intervals over test rows resample (<see cref="SequenceSummary"/>). Null in reports saved
+    /// before it was recorded.
+    /// </summary>
+    public bool[][][]? RowCorrect { get; init; }
+
+    /// <summary>Per task j, whether the start model's probe classified each test row correctly (the rows of b[j]).</summary>
+    public bool[][]? BaselineRowCorrect { get; init; }
 
     /// <summary>Average accuracy after the last task, (1/T) Σ_j R[T−1][j].</summary>
     public double AverageAccuracy { get; init; }

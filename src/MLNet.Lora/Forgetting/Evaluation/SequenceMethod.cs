@@ -1,0 +1,48 @@
+using MLNet.Lora.Training;
+
+namespace MLNet.Lora.Forgetting;
+
+/// <summary>
+/// One way to train a task sequence in <see cref="ForgettingEvaluator.RunSequences(ComparedModel, IReadOnlyList{ForgettingTask}, IReadOnlyList{SequenceMethod}, IProgress{ForgettingProgress}?, CancellationToken)"/>:
+/// a <see cref="SequenceStrategy"/> and the options that limit forgetting, each off by default. Every method lands in the
+/// same accuracy matrix and the same ACC / forgetting / BWT / FWT summaries.
+/// </summary>
+/// <param name="Name">The method's name in reports (for instance "shared LoRA + rehearsal 10%").</param>
+/// <param name="Strategy">What trains: every weight, one shared adapter, or adapters per task.</param>
+public sealed record SequenceMethod(string Name, SequenceStrategy Strategy)
+{
+    /// <summary>
+    /// Experience replay: for each new task, this many rows of the earlier tasks per new row (0.1 = one old row for every
+    /// ten new ones) are mixed into every batch, each old row through its own task's head. 0 (the default) replays nothing.
+    /// </summary>
+    public double RehearsalRatio { get; init; }
+
+    /// <summary>A penalty that holds the weights near what earlier tasks need (L2-SP or EWC); null for none.</summary>
+    public RetentionPenalty? RetentionPenalty { get; init; }
+
+    /// <summary>O-LoRA's λ for <see cref="SequenceStrategy.OrthogonalAdapters"/> (the paper's 0.5 by default); 0 stacks adapters without the penalty.</summary>
+    public double OrthogonalityStrength { get; init; } = 0.5;
+
+    /// <summary>For <see cref="SequenceStrategy.MergedAdapters"/>: the share of each adapter's update entries TIES keeps before merging.</summary>
+    public double MergeDensity { get; init; } = 0.5;
+
+    /// <summary>
+    /// Stop each task's training once the earlier tasks' probe accuracy has dropped by more than the budget (measured
+    /// against the model before that task), keeping the best checkpoint within budget; null for no budget.
+    /// </summary>
+    public ForgettingBudget? ForgettingBudget { get; init; }
+
+    /// <summary>The plain strategy under its usual name, with no option that limits forgetting.</summary>
+    public static SequenceMethod Of(SequenceStrategy strategy) => new(strategy switch
+    {
+        SequenceStrategy.FullFineTuning => "full fine-tuning",
+        SequenceStrategy.SharedAdapter => "shared LoRA",
+        SequenceStrategy.AdapterPerTask => "LoRA per task",
+        SequenceStrategy.OrthogonalAdapters => "O-LoRA",
+        SequenceStrategy.MergedAdapters => "merged adapters (TIES)",
+        _ => throw new ArgumentOutOfRangeException(nameof(strategy), strategy, "Unknown strategy."),
+    }, strategy);
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+}
