@@ -1,0 +1,46 @@
+namespace MLNet.Lora.Training;
+
+/// <summary>Which probe a <see cref="ForgettingBudget"/> reads the retention tasks with.</summary>
+public enum RetentionProbe
+{
+    /// <summary>The probe fitted on the model before training, applied unchanged: the drop a fixed read-out sees.</summary>
+    Frozen,
+
+    /// <summary>A probe refitted at each check on the current features: knowledge no longer linearly recoverable (one probe fit per task per check).</summary>
+    Refit,
+}
+
+/// <summary>
+/// Stops a fine-tune once it has cost the retention tasks more than <paramref name="MaxDrop"/> of probe accuracy
+/// (measured against the model before training) and keeps the best checkpoint still within the budget: the one with
+/// the best validation accuracy when there is validation data, else the latest.
+/// </summary>
+/// <param name="MaxDrop">The largest mean accuracy drop over the retention tasks allowed, in [0, 1] (0.02 = two points).</param>
+public sealed record ForgettingBudget(double MaxDrop)
+{
+    /// <summary>The probe the drop is read with.</summary>
+    public RetentionProbe Probe { get; init; } = RetentionProbe.Frozen;
+
+    /// <summary>Check every this many optimizer steps as well as after every epoch; null checks after epochs only.</summary>
+    public int? EveryNSteps { get; init; }
+}
+
+/// <summary>One check of a <see cref="ForgettingBudget"/>.</summary>
+/// <param name="Epoch">The epoch the check ran in (1-based; 0 is the start).</param>
+/// <param name="Step">Optimizer steps taken before the check.</param>
+/// <param name="Drop">Mean probe-accuracy drop over the retention tasks against the start.</param>
+/// <param name="WithinBudget">Whether the drop was within the budget.</param>
+public sealed record ForgettingBudgetCheck(int Epoch, int Step, double Drop, bool WithinBudget);
+
+/// <summary>What a <see cref="ForgettingBudget"/> did in a fit.</summary>
+/// <param name="Budget">The budget.</param>
+/// <param name="Checks">Every check, in order (the start's, with drop 0, first).</param>
+/// <param name="StoppedEarly">Whether the budget ended training before its planned steps.</param>
+/// <param name="KeptStep">The optimizer step whose weights the model kept (0: the start, when no step stayed within budget).</param>
+public sealed record ForgettingBudgetOutcome(ForgettingBudget Budget, IReadOnlyList<ForgettingBudgetCheck> Checks, bool StoppedEarly, int KeptStep)
+{
+    /// <inheritdoc/>
+    public override string ToString() =>
+        (StoppedEarly ? $"stopped at step {Checks[^1].Step} (drop {Checks[^1].Drop:P1} > {Budget.MaxDrop:P1})" : $"ran to the end within {Budget.MaxDrop:P1}") +
+        $", kept step {KeptStep}";
+}
