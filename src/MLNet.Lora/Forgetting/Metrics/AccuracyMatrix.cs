@@ -57,6 +57,20 @@ public sealed class AccuracyMatrix
     /// <summary>Average accuracy after the last task: (1/T) Σ_j R[T−1][j].</summary>
     public double AverageAccuracy => _r[^1].Average();
 
+    /// <summary>
+    /// New-task accuracy (plasticity): (1/T) Σ_i R[i][i], the accuracy on each task right after training on it. Read beside
+    /// <see cref="AverageForgetting"/>: a method can forget little only because it barely learns each new task.
+    /// </summary>
+    public double NewTaskAccuracy
+    {
+        get
+        {
+            double sum = 0;
+            for (int i = 0; i < TaskCount; i++) sum += _r[i][i];
+            return sum / TaskCount;
+        }
+    }
+
     /// <summary>Forgetting of task <paramref name="task"/> after the last training step (positive = accuracy lost).</summary>
     /// <param name="task">Task index j, 0 ≤ j &lt; T−1 (the last task cannot have been forgotten yet).</param>
     /// <param name="convention">
