@@ -85,6 +85,30 @@ public static class LoraInjector
         foreach (var (_, layer) in FindLoraLayers(model)) layer.SetActiveAdapter(adapterName);
     }
 
+    /// <summary>
+    /// Activates adapter <paramref name="adapterName"/> (or none, when null) in every adapted layer until the returned
+    /// scope is disposed, which gives each layer back the adapter it had: <c>using (model.ActivateAdapter("sst2")) ...</c>.
+    /// </summary>
+    public static IDisposable ActivateAdapter(this nn.Module model, string? adapterName)
+    {
+        var layers = FindLoraLayers(model).Select(l => (l.Layer, Previous: l.Layer.ActiveAdapter)).ToList();
+        foreach (var (layer, _) in layers) layer.SetActiveAdapter(adapterName);
+        return new AdapterActivation(layers);
+    }
+
+    private sealed class AdapterActivation(List<(LoraLinear Layer, string? Previous)> layers) : IDisposable
+    {
+        private bool disposed;
+
+        public void Dispose()
+        {
+            if (disposed) return;
+            disposed = true;
+            foreach (var (layer, previous) in layers)
+                if (previous is null || layer.AdapterNames.Contains(previous)) layer.SetActiveAdapter(previous);
+        }
+    }
+
     /// <summary>Merges the active adapter of every layer into its inference weights (see <see cref="LoraLinear.Merge"/>).</summary>
     public static void Merge(nn.Module model)
     {

@@ -121,6 +121,39 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         /// </summary>
         public bool GradientCheckpointing;
 
+        /// <summary>
+        /// Tasks whose knowledge the fit should keep (for instance what the base model is used for elsewhere): what EWC's
+        /// Fisher is estimated on and what a <see cref="ForgettingBudget"/> measures. Each is read out by a linear probe
+        /// fitted on the model before training (see <see cref="Forgetting.ForgettingEvaluator"/>), on at most 1,000 rows,
+        /// with 500 held-out rows for the budget's checks.
+        /// </summary>
+        public IReadOnlyList<Forgetting.ForgettingTask>? RetentionTasks;
+
+        /// <summary>
+        /// Experience replay (see <see cref="Training.Rehearsal"/>): rows of earlier tasks mixed into every batch, each
+        /// old task through a head of its own that trains along (and is dropped after the fit); null for none.
+        /// </summary>
+        public Rehearsal? Rehearsal;
+
+        /// <summary>L2-SP (<see cref="FineTuningMode.Full"/> or <see cref="FineTuningMode.Lora"/>) or EWC (needs <see cref="RetentionTasks"/>); null for none.</summary>
+        public RetentionPenalty? RetentionPenalty;
+
+        /// <summary>
+        /// O-LoRA: earlier adapters (<c>SaveWithAdapters</c> zips or PEFT folders over the same base and target modules)
+        /// whose input subspaces the new adapter's A is held orthogonal to, with strength
+        /// <see cref="OrthogonalityStrength"/>. LoRA mode only; null for none.
+        /// </summary>
+        public IReadOnlyList<string>? OrthogonalTo;
+
+        /// <summary>O-LoRA's λ for <see cref="OrthogonalTo"/> (the paper's 0.5 by default).</summary>
+        public double OrthogonalityStrength = 0.5;
+
+        /// <summary>
+        /// Stop once the <see cref="RetentionTasks"/>' probe accuracy has dropped by more than the budget and keep the best
+        /// checkpoint within it; what happened is in <see cref="LoraTextClassificationTransformer.ForgettingBudgetOutcome"/>. Null for none.
+        /// </summary>
+        public ForgettingBudget? ForgettingBudget;
+
         /// <summary>Passes over the training data.</summary>
         public int MaxEpochs = 3;
 
@@ -212,6 +245,7 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
             Check(ValidationFraction >= 0 && ValidationFraction < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");
             Check(EarlyStoppingPatience is null or > 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, "must be positive");
             Check(InferenceBatchSize > 0, nameof(InferenceBatchSize), InferenceBatchSize, "must be positive");
+            RetentionOptions.Validate(this);
             ArgumentNullException.ThrowIfNull(BaseModel, nameof(BaseModel));
             try
             {
@@ -342,12 +376,14 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
                 PadToLength = options.PadToMaxSequenceLength ? options.MaxSequenceLength : null,
                 Seed = seed,
             };
-            var loop = new FineTuningLoop(model, tokenizer, settings, device, message => channel.Info(MessageSensitivity.None, message));
+            using var retention = RetentionOptions.Build(options, model, tokenizer, shared, device, seed, channel);
+            var loop = new FineTuningLoop(model, tokenizer, settings, device, message => channel.Info(MessageSensitivity.None, message), retention);
             var history = loop.Run(train, validation, options.Progress, options.EpochEnded, options.CancellationToken);
 
             var transformer = new LoraTextClassificationTransformer(env, model, shared, modelSettings, device)
             {
                 TrainingHistory = history,
+                ForgettingBudgetOutcome = loop.BudgetOutcome,
             };
             if (options.MergeAdaptersAfterTraining && options.Mode == FineTuningMode.Lora) transformer.MergeAdapters();
             return transformer;

@@ -83,6 +83,12 @@ public sealed partial class LoraTextClassificationTransformer : ITransformer, ID
     /// <summary>The per-epoch figures of the fit that produced this model (empty after loading).</summary>
     public IReadOnlyList<EpochSummary> TrainingHistory { get; init; } = [];
 
+    /// <summary>
+    /// What the trainer's <see cref="LoraTextClassificationTrainer.Options.ForgettingBudget"/> did: every check, whether it
+    /// stopped training, and the step kept. Null when the fit had no budget (and after loading from a file).
+    /// </summary>
+    public ForgettingBudgetOutcome? ForgettingBudgetOutcome { get; init; }
+
     internal IHostEnvironment Environment { get; }
 
     /// <summary>Whether the adapters are merged into the inference weights.</summary>

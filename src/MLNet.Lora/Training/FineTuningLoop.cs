@@ -20,16 +20,25 @@ internal sealed class FineTuningLoop
     private readonly BertTextTokenizer tokenizer;
     private readonly Device device;
     private readonly Action<string>? log;
+    private readonly RetentionControls? controls;
 
-    /// <summary>Prepares to train <paramref name="model"/>; call <see cref="PrepareParameters"/> first to choose what trains.</summary>
-    public FineTuningLoop(TextClassificationModel model, BertTextTokenizer tokenizer, FineTuningSettings settings, Device device, Action<string>? log = null)
+    /// <summary>
+    /// Prepares to train <paramref name="model"/>; call <see cref="PrepareParameters"/> first to choose what trains.
+    /// <paramref name="controls"/> limit forgetting (replay, penalties, a budget); the caller owns them.
+    /// </summary>
+    public FineTuningLoop(TextClassificationModel model, BertTextTokenizer tokenizer, FineTuningSettings settings, Device device, Action<string>? log = null,
+        RetentionControls? controls = null)
     {
         this.model = model;
         this.settings = settings;
         this.tokenizer = tokenizer;
         this.device = device;
         this.log = log;
+        this.controls = controls is { IsEmpty: false } ? controls : null;
     }
+
+    /// <summary>What the forgetting budget did in the last <see cref="Run"/>; null without a budget.</summary>
+    public ForgettingBudgetOutcome? BudgetOutcome { get; private set; }
 
     /// <summary>
     /// Sets <c>requires_grad</c> by mode: adapters and head (<see cref="FineTuningMode.Lora"/>), everything
@@ -61,7 +70,7 @@ internal sealed class FineTuningLoop
         if (train.Count == 0) throw new ArgumentException("The training set is empty.", nameof(train));
         torch.random.manual_seed(settings.Seed);
         var random = new Random(settings.Seed);
-        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        var trainable = TrainableParameters();
         if (trainable.Count == 0) throw new InvalidOperationException("No parameter is trainable; call PrepareParameters first.");
 
         using var optimizer = CreateOptimizer(trainable);
@@ -77,9 +86,10 @@ internal sealed class FineTuningLoop
         double bestAccuracy = double.NegativeInfinity;
         int step = 0, epochsWithoutImprovement = 0;
         var clock = Stopwatch.StartNew();
+        var budget = controls?.Budget is { } b ? new BudgetGuard(b.Budget, b.Check, model, trainable, validation is not null) : null;
         try
         {
-            for (int epoch = 1; epoch <= settings.MaxEpochs; epoch++)
+            for (int epoch = 1; epoch <= settings.MaxEpochs && budget?.Exceeded != true; epoch++)
             {
                 model.train();
                 if (settings.Mode == FineTuningMode.HeadOnly) model.Encoder.eval();   // a probe sees fixed features
@@ -104,6 +114,9 @@ internal sealed class FineTuningLoop
                     windowLoss += loss;
                     windowSteps++;
                     windowExamples += indices.Length;
+
+                    if (budget is not null && budget.DueAfter(step) && !budget.Check(epoch, step, validationAccuracy: null, log))
+                        break;
 
                     if (step % settings.LogEveryNSteps == 0)
                     {
@@ -133,6 +146,12 @@ internal sealed class FineTuningLoop
                     onEpochEnded(context);
                     stop = context.StopTraining;
                 }
+                if (budget is not null)
+                {
+                    // The budget keeps its own checkpoint: the best validation accuracy (or the latest) within budget.
+                    if (budget.Exceeded || !budget.Check(epoch, step, accuracy, log) || stop) break;
+                    continue;
+                }
 
                 if (accuracy is { } acc)
                 {
@@ -152,10 +171,17 @@ internal sealed class FineTuningLoop
                 if (stop) break;
             }
             if (best is not null) Restore(trainable, best);
+            if (budget is not null)
+            {
+                budget.RestoreKept(step);
+                BudgetOutcome = budget.Outcome;
+                log?.Invoke($"Forgetting budget: {BudgetOutcome}.");
+            }
         }
         finally
         {
             DisposeAll(best);
+            budget?.Dispose();
             model.eval();
         }
         return history;
@@ -164,24 +190,14 @@ internal sealed class FineTuningLoop
     /// <summary>Accuracy and mean cross-entropy on <paramref name="data"/>, in eval mode without autograd.</summary>
     public (double Accuracy, double Loss) Evaluate(LabeledTexts data, int? batchSize = null)
     {
-        model.eval();
-        using var _ = no_grad();
-        int correct = 0;
-        double totalLoss = 0;
-        foreach (var indices in LengthGroupedBatches.Create(data.Items.Select(i => i.Length).ToArray(), batchSize ?? settings.BatchSize * 2, new Random(0)))
-        {
-            using var scope = NewDisposeScope();
-            var (batch, labels) = Collate(data, indices);
-            Tensor logits = model.forward(batch);
-            totalLoss += F.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
-            correct += (int)logits.argmax(-1).eq(labels).sum().item<long>();
-        }
-        return ((double)correct / data.Count, totalLoss / data.Count);
+        var result = ClassifierEvaluation.Measure(model, data, tokenizer.PadTokenId, device, batchSize ?? settings.BatchSize * 2);
+        return (result.Accuracy, result.Loss);
     }
 
     private double TrainStep(LabeledTexts data, int[] indices, OptimizerHelper optimizer, List<Parameter> trainable)
     {
         using var scope = NewDisposeScope();
+        if (controls?.Rehearsal is { } rehearsal) return RehearsalStep(data, indices, rehearsal, optimizer, trainable);
         var (batch, labels) = Collate(data, indices);
         return TrainStep(batch, labels, optimizer, trainable);
     }
@@ -191,7 +207,37 @@ internal sealed class FineTuningLoop
     {
         using var scope = NewDisposeScope();
         optimizer.zero_grad();
-        Tensor loss = F.cross_entropy(model.forward(batch), labels);
+        return Step(F.cross_entropy(model.forward(batch), labels), optimizer, trainable);
+    }
+
+    /// <summary>
+    /// A step on the new rows with replayed old rows in the same forward pass: each row's cross-entropy through its own
+    /// task's head, averaged over all rows. Returns that mean (penalties included).
+    /// </summary>
+    private double RehearsalStep(LabeledTexts data, int[] indices, RehearsalRows rehearsal, OptimizerHelper optimizer, List<Parameter> trainable)
+    {
+        var old = rehearsal.Draw(rehearsal.CountFor(indices.Length));
+        var items = indices.Select(i => data.Items[i]).Concat(old.Select(o => rehearsal.Tasks[o.Task].Rows.Items[o.Row])).ToArray();
+        var batch = TokenBatch.Collate(items, tokenizer.PadTokenId, device, settings.PadToLength);
+        optimizer.zero_grad();
+        Tensor features = model.Features(batch);                                    // [new + old, hidden]
+        Tensor sum = F.cross_entropy(model.Logits(features[..indices.Length], model.Classifier),
+            tensor(indices.Select(i => (long)data.Labels[i]).ToArray(), device: device), reduction: nn.Reduction.Sum);
+        foreach (var group in Enumerable.Range(0, old.Length).GroupBy(k => old[k].Task))
+        {
+            var task = rehearsal.Tasks[group.Key];
+            var rows = tensor(group.Select(k => (long)(indices.Length + k)).ToArray(), device: device);
+            var labels = tensor(group.Select(k => (long)task.Rows.Labels[old[k].Row]).ToArray(), device: device);
+            sum = sum.add(F.cross_entropy(model.Logits(features.index_select(0, rows), task.Head), labels, reduction: nn.Reduction.Sum));
+        }
+        return Step(sum.div(items.Length), optimizer, trainable);
+    }
+
+    /// <summary>Adds the penalties to <paramref name="loss"/>, backpropagates, clips and steps. Returns the total loss.</summary>
+    private double Step(Tensor loss, OptimizerHelper optimizer, List<Parameter> trainable)
+    {
+        if (controls is not null)
+            foreach (var penalty in controls.Penalties) loss = loss.add(penalty.Loss());
         loss.backward();
         if (settings.MaxGradientNorm > 0) nn.utils.clip_grad_norm_(trainable, settings.MaxGradientNorm);
         optimizer.step();
@@ -201,9 +247,23 @@ internal sealed class FineTuningLoop
     /// <summary>The optimizer <see cref="Run"/> uses over the parameters that are trainable now, and those parameters (for benchmarks and tests).</summary>
     internal (OptimizerHelper Optimizer, List<Parameter> Trainable) CreateOptimizer()
     {
-        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        var trainable = TrainableParameters();
         if (trainable.Count == 0) throw new InvalidOperationException("No parameter is trainable; call PrepareParameters first.");
         return (CreateOptimizer(trainable), trainable.Select(p => p.parameter).ToList());
+    }
+
+    /// <summary>The model's parameters that require grad, and the replayed tasks' heads (which train along).</summary>
+    private List<(string name, Parameter parameter)> TrainableParameters()
+    {
+        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (controls?.Rehearsal is { } rehearsal)
+            foreach (var task in rehearsal.Tasks)
+                foreach (var (name, parameter) in task.Head.named_parameters())
+                {
+                    parameter.requires_grad = true;
+                    trainable.Add(($"rehearsal.{task.Name}.{name}", parameter));
+                }
+        return trainable;
     }
 
     private (TokenBatch Batch, Tensor Labels) Collate(LabeledTexts data, int[] indices)

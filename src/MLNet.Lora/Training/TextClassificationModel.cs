@@ -49,6 +49,9 @@ public sealed class TextClassificationModel : nn.Module
     /// <summary>Class logits, [batch, classes].</summary>
     public Tensor forward(TokenBatch batch) => classifier.forward(dropout.forward(Features(batch)));
 
+    /// <summary>Logits of pooled <paramref name="features"/> through <paramref name="head"/> (another task's, when replaying it), with this model's head dropout.</summary>
+    internal Tensor Logits(Tensor features, Linear head) => head.forward(dropout.forward(features));
+
     /// <summary>The pooled features the head sees, [batch, hidden].</summary>
     public Tensor Features(TokenBatch batch)
     {

@@ -90,13 +90,19 @@ internal sealed class LinearProbe : IDisposable
         return new LinearProbe(ml, fitted, mean, scale, weight, bias, classCount);
     }
 
-    /// <summary>Accuracy on <paramref name="features"/> as ML.NET scores it (the fitted transformer and its evaluator).</summary>
-    public double Accuracy(Tensor features, IReadOnlyList<int> labels)
+    /// <summary>Accuracy on <paramref name="features"/> as ML.NET scores it (the fitted transformer's predicted labels).</summary>
+    public double Accuracy(Tensor features, IReadOnlyList<int> labels) => Share(Correct(features, labels));
+
+    /// <summary>Per row of <paramref name="features"/>, whether the probe predicts its label.</summary>
+    public bool[] Correct(Tensor features, IReadOnlyList<int> labels)
     {
         var data = Load(ml, Standardise(ToRows(features), mean, scale), labels, ClassCount, (int)features.shape[1]);
-        var metrics = ml.MulticlassClassification.Evaluate(transformer.Transform(data), labelColumnName: "Label");
-        return metrics.MicroAccuracy;
+        var predicted = transformer.Transform(data).GetColumn<uint>("PredictedLabel").ToArray();
+        return predicted.Select((key, i) => key == labels[i] + 1).ToArray();   // key k is class k − 1
     }
+
+    /// <summary>The share of true values.</summary>
+    public static double Share(IReadOnlyCollection<bool> correct) => correct.Count == 0 ? double.NaN : correct.Count(c => c) / (double)correct.Count;
 
     /// <summary>Differentiable logits [batch, classes] of the probe for features [batch, d] on any device.</summary>
     public Tensor Logits(Tensor features) =>

@@ -43,6 +43,27 @@ public sealed record SequenceMethod(string Name, SequenceStrategy Strategy)
         _ => throw new ArgumentOutOfRangeException(nameof(strategy), strategy, "Unknown strategy."),
     }, strategy);
 
+    /// <summary>The plain strategy (<see cref="Of"/>), so that <c>[SequenceStrategy.SharedAdapter]</c> is a list of methods.</summary>
+    public static implicit operator SequenceMethod(SequenceStrategy strategy) => Of(strategy);
+
     /// <inheritdoc/>
     public override string ToString() => Name;
+
+    /// <summary>Refuses a setting out of range, or an option the strategy cannot use, naming the method and the setting.</summary>
+    internal void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Name)) throw new ArgumentException("Every sequence method needs a non-blank Name.", nameof(Name));
+        string at = $"{nameof(SequenceMethod)} '{Name}'";
+        if (!Enum.IsDefined(Strategy)) throw new ArgumentOutOfRangeException(nameof(Strategy), Strategy, $"{at}: unknown strategy {Strategy}.");
+        if (RehearsalRatio != 0) Rehearsal.ValidateRatio(RehearsalRatio, $"{at}.{nameof(RehearsalRatio)}");
+        if (RehearsalRatio > 0 && Strategy == SequenceStrategy.AdapterPerTask)
+            throw new ArgumentException($"{at}: rehearsal with one adapter per task replays old rows through the new task's adapter, which no old task is evaluated with. " +
+                                        $"Use {nameof(SequenceStrategy.SharedAdapter)} or {nameof(SequenceStrategy.FullFineTuning)}.", nameof(RehearsalRatio));
+        RetentionPenalty?.Validate($"{at}.{nameof(RetentionPenalty)}");
+        ForgettingBudget?.Validate($"{at}.{nameof(ForgettingBudget)}");
+        if (!(OrthogonalityStrength >= 0) || !double.IsFinite(OrthogonalityStrength))
+            throw new ArgumentOutOfRangeException(nameof(OrthogonalityStrength), OrthogonalityStrength, $"{at}.{nameof(OrthogonalityStrength)} must be a finite number ≥ 0 (was {OrthogonalityStrength}).");
+        if (!(MergeDensity > 0 && MergeDensity <= 1))
+            throw new ArgumentOutOfRangeException(nameof(MergeDensity), MergeDensity, $"{at}.{nameof(MergeDensity)} must be in (0, 1] (was {MergeDensity}).");
+    }
 }

@@ -26,7 +26,7 @@ public enum SequenceStrategy
 
     /// <summary>
     /// A fresh adapter per task, and after each task the adapters trained so far merged into one with TIES
-    /// (<see cref="MultiAdapter.AdapterCombination.Ties"/>); every task is evaluated with the merged adapter, so it needs
+    /// (<see cref="AdapterCombination.Ties"/>); every task is evaluated with the merged adapter, so it needs
     /// no task identity at inference.
     /// </summary>
     MergedAdapters,

@@ -75,6 +75,19 @@ internal sealed record TaskData(string Name, string[] ClassNames, TaskRows Train
         return new TaskData(task.Name, names, train, test);
     }
 
+    /// <summary>Every labelled training row of <paramref name="task"/> (its test split, if any, is not read): what rehearsal replays.</summary>
+    public static TaskData ReadTraining(ForgettingTask task)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        if (string.IsNullOrWhiteSpace(task.Name)) throw new ArgumentException("Every task needs a non-blank Name.", nameof(task));
+        if (task.Train is null) throw new ArgumentException($"Task '{task.Name}' has no Train data.", nameof(task));
+        var raw = ReadRaw(task, task.Train, "Train");
+        var names = ClassNamesOf(task, task.Train, raw, null);
+        var index = names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
+        var rows = new TaskRows(raw.Select(r => r.Text).ToList(), raw.Select(r => index[r.Label]).ToList());
+        return new TaskData(task.Name, names, rows, new TaskRows([], []));
+    }
+
     /// <summary>Reads (text, label) pairs; rows with a missing label are skipped.</summary>
     private static List<(string Text, string Label)> ReadRaw(ForgettingTask task, IDataView data, string split)
     {

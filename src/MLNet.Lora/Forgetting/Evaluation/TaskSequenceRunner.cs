@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using MLNet.Lora.Adapters;
 using MLNet.Lora.Encoders;
+using MLNet.Lora.MultiAdapter;
 using MLNet.Lora.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -10,21 +11,24 @@ using F = TorchSharp.torch.nn.functional;
 namespace MLNet.Lora.Forgetting;
 
 /// <summary>
-/// Trains a task sequence with one strategy through <see cref="FineTuningLoop"/> (a head per task) and measures, after
-/// every step, the accuracy on every task; before every step, the gradient conflict; after every task, its sharpness;
-/// at the end, how far each old task's representation moved.
+/// Trains a task sequence with one <see cref="SequenceMethod"/> through <see cref="FineTuningLoop"/> (a head per task)
+/// and measures, after every step, the accuracy on every task (row by row); before every step, the gradient conflict;
+/// after every task, its sharpness; at the end, how far each old task's representation moved. All measurements go
+/// through <see cref="ForgettingMeasurements"/>; which adapter computes is set by scopes, never left switched.
 /// </summary>
 internal sealed class TaskSequenceRunner
 {
     private const string SharedAdapter = "shared";
+    private const string MergedAdapter = "merged";
 
-    private readonly ForgettingEvaluator evaluator;
+    private readonly ForgettingMeasurements measurements;
     private readonly ForgettingEvaluator.Options options;
     private readonly Device device;
     private readonly ComparedModel start;
     private readonly IReadOnlyList<TaskData> tasks;
     private readonly double[] baseline;
-    private readonly SequenceStrategy strategy;
+    private readonly bool[][] baselineCorrect;
+    private readonly SequenceMethod method;
     private readonly IProgress<ForgettingProgress>? progress;
     private readonly CancellationToken cancellationToken;
 
@@ -32,44 +36,50 @@ internal sealed class TaskSequenceRunner
     private readonly List<TextClassificationModel> models = [];
     private readonly List<LabeledTexts> train = [];
     private readonly List<LabeledTexts> test = [];
+    private readonly Dictionary<string, List<Tensor>> earlierA = new(StringComparer.Ordinal);   // O-LoRA: folded adapters' A by layer
     private (int Task, LinearProbe Probe)? nextTaskProbe;   // R[i][i+1]'s probe, reused by the conflict before step i+1
 
-    public TaskSequenceRunner(ForgettingEvaluator evaluator, ForgettingEvaluator.Options options, Device device, ComparedModel start,
-        IReadOnlyList<TaskData> tasks, double[] baseline, SequenceStrategy strategy, IProgress<ForgettingProgress>? progress, CancellationToken cancellationToken)
+    public TaskSequenceRunner(ForgettingMeasurements measurements, Device device, ComparedModel start, IReadOnlyList<TaskData> tasks,
+        double[] baseline, bool[][] baselineCorrect, SequenceMethod method, IProgress<ForgettingProgress>? progress, CancellationToken cancellationToken)
     {
-        this.evaluator = evaluator;
-        this.options = options;
+        this.measurements = measurements;
+        options = measurements.Options;
         this.device = device;
         this.start = start;
         this.tasks = tasks;
         this.baseline = baseline;
-        this.strategy = strategy;
+        this.baselineCorrect = baselineCorrect;
+        this.method = method;
         this.progress = progress;
         this.cancellationToken = cancellationToken;
     }
 
-    private bool UsesAdapters => strategy != SequenceStrategy.FullFineTuning;
+    private SequenceStrategy Strategy => method.Strategy;
+
+    private bool UsesAdapters => Strategy != SequenceStrategy.FullFineTuning;
 
     public SequenceResult Run()
     {
         var clock = Stopwatch.StartNew();
         int t = tasks.Count;
         var accuracy = Enumerable.Range(0, t).Select(_ => new double[t]).ToArray();
+        var correct = Enumerable.Range(0, t).Select(_ => new bool[t][]).ToArray();
         var sharpness = new List<SharpnessResult>();
         var conflicts = new List<GradientConflictResult>();
         var drift = new List<InternalComparison>();
+        var budgets = new List<ForgettingBudgetOutcome?>();
         var trained = new long[t];
+        double trainingSeconds = 0;
         var snapshots = new List<BertModel>();
 
         encoder = LoraInjector.MergeAndUnload(start.Encoder);
         try
         {
             encoder.to(device);
-            var tokenizer = start.Tokenizer;
             foreach (var task in tasks)
             {
-                train.Add(task.Train.Encode(tokenizer, options.MaxSequenceLength));
-                test.Add(task.Test.Encode(tokenizer, options.MaxSequenceLength));
+                train.Add(task.Train.Encode(start.Tokenizer, options.MaxSequenceLength));
+                test.Add(task.Test.Encode(start.Tokenizer, options.MaxSequenceLength));
             }
 
             for (int i = 0; i < t; i++)
@@ -81,63 +91,70 @@ internal sealed class TaskSequenceRunner
                     conflicts.Add(ConflictBefore(i));
                 }
 
-                string? adapter = AdapterFor(i);
-                if (adapter is not null && (strategy == SequenceStrategy.AdapterPerTask || i == 0))
+                string? adapter = TrainedAdapter(i);
+                if (adapter is not null && (Strategy != SequenceStrategy.SharedAdapter || i == 0))
                 {
-                    torch.random.manual_seed(options.Seed * 1000 + 500 + i);
-                    LoraInjector.Inject(encoder, options.Lora, adapter);
+                    torch.random.manual_seed(RunSeeds.Derive(options.Seed, SeedPurpose.AdapterInitialisation, i));
+                    using (encoder.ActivateAdapter(null)) LoraInjector.Inject(encoder, options.Lora, adapter);
                 }
-                if (UsesAdapters) LoraInjector.SetActiveAdapter(encoder, adapter);
 
-                torch.random.manual_seed(options.Seed * 1000 + i);
+                torch.random.manual_seed(RunSeeds.Derive(options.Seed, SeedPurpose.Training, i));
                 var model = new TextClassificationModel(encoder, tasks[i].ClassCount, options.Pooling, options.HeadDropout);
                 model.to(device);
                 models.Add(model);
-                var mode = UsesAdapters ? FineTuningMode.Lora : FineTuningMode.Full;
-                FineTuningLoop.PrepareParameters(model, mode, adapter ?? LoraInjector.DefaultAdapterName);
-                trained[i] = encoder.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
-
-                Report($"step {i + 1}/{t}: training '{tasks[i].Name}' ({train[i].Count} rows, {options.Epochs} epoch(s), {trained[i]:N0} encoder parameters)");
-                var settings = new FineTuningSettings
+                var trainingClock = Stopwatch.StartNew();
+                using (encoder.ActivateAdapter(adapter))
                 {
-                    Mode = mode,
-                    MaxEpochs = options.Epochs,
-                    BatchSize = options.TrainBatchSize,
-                    LearningRate = UsesAdapters ? options.LoraLearningRate : options.FullLearningRate,
-                    Seed = options.Seed * 1000 + i,
-                    MaxSequenceLength = options.MaxSequenceLength,
-                };
-                var trainingProgress = progress is null ? null
-                    : new InlineProgress<LoraTrainingProgress>(p => progress.Report(new ForgettingProgress("sequence", $"{strategy} {tasks[i].Name}: {p}")));
-                new FineTuningLoop(model, tokenizer, settings, device).Run(train[i], null, trainingProgress, null, cancellationToken);
+                    var mode = UsesAdapters ? FineTuningMode.Lora : FineTuningMode.Full;
+                    FineTuningLoop.PrepareParameters(model, mode, adapter ?? LoraInjector.DefaultAdapterName);
+                    trained[i] = encoder.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
 
-                if (options.MeasureSharpness)
-                {
-                    Report($"step {i + 1}: sharpness of '{tasks[i].Name}' over the {trained[i]:N0} parameters that trained");
-                    sharpness.Add(SharpnessAfter(i));
+                    Report($"step {i + 1}/{t}: training '{tasks[i].Name}' ({train[i].Count} rows, {options.Epochs} epoch(s), {trained[i]:N0} encoder parameters)");
+                    var settings = new FineTuningSettings
+                    {
+                        Mode = mode,
+                        MaxEpochs = options.Epochs,
+                        BatchSize = options.TrainBatchSize,
+                        LearningRate = UsesAdapters ? options.LoraLearningRate : options.FullLearningRate,
+                        Seed = RunSeeds.Derive(options.Seed, SeedPurpose.Training, i),
+                        MaxSequenceLength = options.MaxSequenceLength,
+                    };
+                    var trainingProgress = progress is null ? null
+                        : new InlineProgress<LoraTrainingProgress>(p => progress.Report(new ForgettingProgress("sequence", $"{method.Name} {tasks[i].Name}: {p}")));
+                    using var controls = Controls(i, model);
+                    var loop = new FineTuningLoop(model, start.Tokenizer, settings, device, log: null, controls);
+                    loop.Run(train[i], null, trainingProgress, null, cancellationToken);
+                    budgets.Add(loop.BudgetOutcome);
+                    if (loop.BudgetOutcome is { } outcome) Report($"'{tasks[i].Name}': forgetting budget {outcome}");
+                    trainingSeconds += trainingClock.Elapsed.TotalSeconds;
+
+                    if (options.MeasureSharpness)
+                    {
+                        Report($"step {i + 1}: sharpness of '{tasks[i].Name}' over the {trained[i]:N0} parameters that trained");
+                        sharpness.Add(SharpnessAfter(i));
+                    }
                 }
+                AfterTraining(i);
 
                 for (int j = 0; j < t; j++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    accuracy[i][j] = j <= i ? HeadAccuracy(j) : ProbeAccuracy(j, i);
+                    correct[i][j] = j <= i ? HeadCorrect(j, i) : ProbeCorrect(j, i);
+                    accuracy[i][j] = LinearProbe.Share(correct[i][j]);
                 }
-                if (UsesAdapters) LoraInjector.SetActiveAdapter(encoder, adapter);
                 Report($"after '{tasks[i].Name}': " + string.Join(", ", Enumerable.Range(0, t).Select(j => $"{tasks[j].Name} {accuracy[i][j]:P1}{(j > i ? " (probe)" : "")}")));
 
                 if (i < t - 1)
-                {
-                    ActivateFor(i);
-                    snapshots.Add(LoraInjector.MergeAndUnload(encoder));
-                }
+                    using (encoder.ActivateAdapter(EvaluatedAdapter(i, i)))
+                        snapshots.Add(LoraInjector.MergeAndUnload(encoder));
             }
 
-            var final = ComparedModel.FromEncoder(encoder, start.Tokenizer, $"after {tasks[^1].Name}");
             for (int j = 0; j < t - 1; j++)
             {
                 Report($"drift of '{tasks[j].Name}' between the end of its training and the end of the sequence");
-                ActivateFor(j);
+                using var active = encoder.ActivateAdapter(EvaluatedAdapter(j, t - 1));
                 var before = ComparedModel.FromEncoder(snapshots[j], start.Tokenizer, $"after {tasks[j].Name}");
+                var final = ComparedModel.FromEncoder(encoder, start.Tokenizer, $"after {tasks[^1].Name}");
                 drift.Add(InternalDriftMeter.Compare(before, final, tasks[j].Name, tasks[j].Test.Texts.Take(options.DriftExamples).ToList(),
                     options.MaxSequenceLength, options.BatchSize, options.HeadDriftThreshold, cancellationToken));
             }
@@ -146,6 +163,7 @@ internal sealed class TaskSequenceRunner
         {
             foreach (var s in snapshots) s.Dispose();
             foreach (var m in models) m.Classifier.Dispose();
+            foreach (var a in earlierA.Values.SelectMany(l => l)) a.Dispose();
             nextTaskProbe?.Probe.Dispose();
             encoder.Dispose();
         }
@@ -157,10 +175,14 @@ internal sealed class TaskSequenceRunner
                 steps.Add(new StepForgetting { OldTask = tasks[i].Name, NewTask = tasks[j].Name, Before = accuracy[j - 1][i], After = accuracy[j][i] });
         return new SequenceResult
         {
-            Strategy = strategy,
+            Strategy = Strategy,
+            Method = method.Name,
+            Seed = options.Seed,
             Tasks = tasks.Select(x => x.Name).ToArray(),
             Accuracy = accuracy,
             Baseline = baseline,
+            RowCorrect = correct,
+            BaselineRowCorrect = baselineCorrect,
             AverageAccuracy = matrix.AverageAccuracy,
             AverageForgetting = matrix.AverageForgetting(ForgettingConvention.Max),
             AverageForgettingFirst = matrix.AverageForgetting(ForgettingConvention.First),
@@ -170,63 +192,163 @@ internal sealed class TaskSequenceRunner
             Sharpness = sharpness,
             GradientConflicts = conflicts,
             Drift = drift,
+            Budgets = budgets,
             TrainedParameters = trained,
+            TrainingSeconds = trainingSeconds,
             Seconds = clock.Elapsed.TotalSeconds,
         };
     }
 
-    /// <summary>The adapter task <paramref name="i"/> trains and is evaluated with; null for full fine-tuning.</summary>
-    private string? AdapterFor(int i) => strategy switch
+    /// <summary>The adapter task <paramref name="i"/> trains; null for full fine-tuning.</summary>
+    private string? TrainedAdapter(int i) => Strategy switch
     {
+        SequenceStrategy.FullFineTuning => null,
         SequenceStrategy.SharedAdapter => SharedAdapter,
-        SequenceStrategy.AdapterPerTask => $"task{i}",
-        _ => null,
+        _ => $"task{i}",
     };
 
-    /// <summary>Makes the encoder compute as it does for task <paramref name="i"/>.</summary>
-    private void ActivateFor(int i)
+    /// <summary>The adapter task <paramref name="j"/> is evaluated with after training through task <paramref name="i"/> (j ≤ i).</summary>
+    private string? EvaluatedAdapter(int j, int i) => Strategy switch
     {
-        if (UsesAdapters) LoraInjector.SetActiveAdapter(encoder, AdapterFor(i));
+        SequenceStrategy.SharedAdapter => SharedAdapter,
+        SequenceStrategy.AdapterPerTask => $"task{j}",
+        SequenceStrategy.MergedAdapters => i == 0 ? "task0" : MergedAdapter,
+        _ => null,   // full fine-tuning, and O-LoRA, whose adapters are folded into the weights
+    };
+
+    /// <summary>What a task that has not been trained yet starts from: the shared adapter, or the weights alone (a fresh adapter adds 0).</summary>
+    private string? UntrainedAdapter => Strategy == SequenceStrategy.SharedAdapter ? SharedAdapter : null;
+
+    /// <summary>O-LoRA folds task i's adapter into the weights (keeping its A); merging rebuilds the merged adapter from tasks 0..i.</summary>
+    private void AfterTraining(int i)
+    {
+        if (Strategy == SequenceStrategy.OrthogonalAdapters)
+        {
+            using var noGrad = no_grad();
+            string name = $"task{i}";
+            foreach (var (path, layer) in LoraInjector.FindLoraLayers(encoder))
+            {
+                if (!layer.AdapterNames.Contains(name)) continue;
+                using (var delta = layer.DeltaWeight(name)) layer.BaseLayer.weight!.add_(delta);
+                if (!earlierA.TryGetValue(path, out var list)) earlierA[path] = list = [];
+                list.Add(layer.LoraA(name).detach().clone().DetachFromDisposeScope());
+                layer.DeleteAdapter(name);
+            }
+        }
+        else if (Strategy == SequenceStrategy.MergedAdapters && i > 0)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var layers = LoraInjector.FindLoraLayers(encoder);
+            if (layers.Any(l => l.Layer.AdapterNames.Contains(MergedAdapter)))
+                foreach (var (_, layer) in layers.Where(l => l.Layer.AdapterNames.Contains(MergedAdapter))) layer.DeleteAdapter(MergedAdapter);
+            var merged = new Dictionary<string, (Tensor A, Tensor B)>(StringComparer.Ordinal);
+            foreach (var (path, layer) in layers)
+            {
+                var deltas = Enumerable.Range(0, i + 1).Select(k => layer.DeltaWeight($"task{k}")).ToList();
+                var delta = AdapterArithmetic.Ties(deltas, deltas.Select(_ => 1.0).ToList(), method.MergeDensity);
+                merged[path] = AdapterArithmetic.Factor(delta, (i + 1) * options.Lora.Rank);
+            }
+            // alpha = rank: scaling 1, since the factors carry the whole update.
+            int rank = (i + 1) * options.Lora.Rank;
+            using (encoder.ActivateAdapter(null))
+                LoraInjector.Inject(encoder, options.Lora with { Rank = rank, Alpha = rank, RankPattern = null, AlphaPattern = null }, MergedAdapter);
+            foreach (var (path, layer) in layers)
+            {
+                var (a, b) = merged[path];
+                var targetA = layer.LoraA(MergedAdapter);
+                targetA.zero_();
+                targetA[..(int)a.shape[0]].copy_(a);
+                var targetB = layer.LoraB(MergedAdapter);
+                targetB.zero_();
+                targetB[.., ..(int)b.shape[1]].copy_(b);
+                targetA.requires_grad = false;
+                targetB.requires_grad = false;
+            }
+        }
     }
 
-    /// <summary>
-    /// Activates what a task that has not been trained yet would start from: the shared adapter, or (one adapter per
-    /// task) no adapter, since its own adapter does not exist yet and would start at ΔW = 0.
-    /// </summary>
-    private void ActivateForUntrained()
+    /// <summary>Replay, penalties and budget of step <paramref name="i"/>, over the parameters that train now; null when the method has none.</summary>
+    private RetentionControls? Controls(int i, TextClassificationModel model)
     {
-        if (UsesAdapters) LoraInjector.SetActiveAdapter(encoder, strategy == SequenceStrategy.SharedAdapter ? SharedAdapter : null);
+        var penalties = new List<ITrainingPenalty>();
+        ProbeRetentionCheck? check = null;
+        try
+        {
+            var weights = encoder.parameters().Where(p => p.requires_grad).ToList();
+            if (method.RetentionPenalty is { Strength: > 0 } penalty && (penalty.Kind == RetentionPenaltyKind.L2SP || i > 0))
+            {
+                var fisher = penalty.Kind == RetentionPenaltyKind.Ewc ? Fisher(i, weights, penalty.FisherExamples) : null;
+                penalties.Add(new WeightAnchor(weights, penalty.Strength, fisher));
+            }
+            if (Strategy == SequenceStrategy.OrthogonalAdapters && method.OrthogonalityStrength > 0 && i > 0)
+                penalties.Add(new OrthogonalSubspace(LoraInjector.Adapters(encoder, $"task{i}")
+                    .Where(f => earlierA.ContainsKey(f.Path))
+                    .Select(f => (f.A, earlierA[f.Path].Select(a => a.clone().DetachFromDisposeScope()).ToArray())).ToList(), method.OrthogonalityStrength));
+            if (method.ForgettingBudget is { } budget && i > 0)
+            {
+                var old = tasks.Take(i).Select(task => task with { Test = task.Test.Sample(budget.MaxCheckRows, options.Seed) }).ToList();
+                check = ProbeRetentionCheck.Fit(measurements, ComparedModel.FromEncoder(encoder, start.Tokenizer, $"before {tasks[i].Name}"), old, budget.Probe, cancellationToken);
+            }
+            var rehearsal = method.RehearsalRatio > 0 && i > 0
+                ? new RehearsalRows(Enumerable.Range(0, i).Select(j => new RehearsalTask(tasks[j].Name, train[j], models[j].Classifier)).ToList(),
+                    method.RehearsalRatio, RunSeeds.Derive(options.Seed, SeedPurpose.Rehearsal, i))
+                : null;
+            var controls = new RetentionControls
+            {
+                Rehearsal = rehearsal,
+                Penalties = penalties,
+                Budget = check is null ? null : (method.ForgettingBudget!, check),
+                Owned = check,
+            };
+            return controls.IsEmpty ? null : controls;
+        }
+        catch
+        {
+            foreach (var p in penalties) p.Dispose();
+            check?.Dispose();
+            throw;
+        }
     }
 
-    private double HeadAccuracy(int j)
+    /// <summary>EWC before step i: the earlier tasks' empirical Fisher at the current weights, each task through its own head and adapter.</summary>
+    private Tensor[] Fisher(int i, IReadOnlyList<Parameter> weights, int examples)
     {
-        ActivateFor(j);
-        var settings = new FineTuningSettings { MaxSequenceLength = options.MaxSequenceLength };
-        return new FineTuningLoop(models[j], start.Tokenizer, settings, device).Evaluate(test[j], options.BatchSize).Accuracy;
+        using var measuring = new MeasurementScope(encoder);
+        return FisherDiagonal.Estimate(weights, examples, n =>
+        {
+            int j = n % i, row = n / i % train[j].Count;
+            using var active = encoder.ActivateAdapter(EvaluatedAdapter(j, i - 1));
+            return HeadLoss(j, train[j], [row]);
+        }, cancellationToken);
     }
 
-    private double ProbeAccuracy(int j, int i)
+    private bool[] HeadCorrect(int j, int i)
+    {
+        using var active = encoder.ActivateAdapter(EvaluatedAdapter(j, i));
+        return ClassifierEvaluation.Measure(models[j], test[j], start.Tokenizer.PadTokenId, device, options.BatchSize).Correct;
+    }
+
+    private bool[] ProbeCorrect(int j, int i)
     {
         var probe = FitProbe(j);
-        using var scope = NewDisposeScope();
-        var current = ComparedModel.FromEncoder(encoder, start.Tokenizer, "current");
-        double accuracy = probe.Accuracy(RetentionBaseline.Features(current, tasks[j].Test, options, cancellationToken), tasks[j].Test.Labels);
+        bool[] correct;
+        using (encoder.ActivateAdapter(UntrainedAdapter))
+            correct = measurements.ProbeCorrect(Current("current"), tasks[j], probe, cancellationToken);
         // The next task's probe at this state is exactly what the gradient conflict before the next step reads it with.
         if (j == i + 1 && options.MeasureGradientConflict) KeepNextTaskProbe(j, probe);
         else probe.Dispose();
-        return accuracy;
+        return correct;
     }
 
     /// <summary>A linear probe for task <paramref name="j"/> on the encoder as an untrained task would start from it.</summary>
     private LinearProbe FitProbe(int j)
     {
-        ActivateForUntrained();
-        var current = ComparedModel.FromEncoder(encoder, start.Tokenizer, "current");
-        using var scope = NewDisposeScope();
-        var probeRows = tasks[j].Train.Sample(options.MaxProbeTrainExamples, options.Seed);
-        var features = RetentionBaseline.Features(current, probeRows, options, cancellationToken);
-        return LinearProbe.Fit(evaluator.Context, features, probeRows.Labels, tasks[j].ClassCount, options.ProbeL2Regularization);
+        using var active = encoder.ActivateAdapter(UntrainedAdapter);
+        return measurements.FitProbe(Current("current"), tasks[j].Train.Sample(options.MaxProbeTrainExamples, options.Seed), tasks[j].ClassCount, cancellationToken);
     }
+
+    private ComparedModel Current(string name) => ComparedModel.FromEncoder(encoder, start.Tokenizer, name);
 
     private void KeepNextTaskProbe(int task, LinearProbe probe)
     {
@@ -234,25 +356,23 @@ internal sealed class TaskSequenceRunner
         nextTaskProbe = (task, probe);
     }
 
-    /// <summary>Cross-entropy of task <paramref name="j"/>'s own head on the given rows of <paramref name="data"/>, with task j's adapter active.</summary>
+    /// <summary>Cross-entropy of task <paramref name="j"/>'s own head on the given rows of <paramref name="data"/>, under the adapter the caller activated.</summary>
     private Tensor HeadLoss(int j, LabeledTexts data, IReadOnlyList<int> indices)
     {
-        ActivateFor(j);
         var (batch, labels) = EncoderFeatures.Collate(data, indices, start.Tokenizer.PadTokenId, device);
         var features = EncoderFeatures.PooledWithGrad(encoder, batch, options.Pooling);
         return F.cross_entropy(models[j].Classifier.forward(features), labels);
     }
 
+    /// <summary>Sharpness of task i's loss right after training it, over what trained (the caller keeps task i's adapter active).</summary>
     private SharpnessResult SharpnessAfter(int i)
     {
         var parameters = EncoderWeights.Trainable(encoder);
         var indices = Enumerable.Range(0, Math.Min(options.SharpnessExamples, test[i].Count)).ToArray();
-        string set = strategy == SequenceStrategy.FullFineTuning ? "trainable (every encoder weight)" : $"adapter {AdapterFor(i)}";
+        string set = Strategy == SequenceStrategy.FullFineTuning ? "trainable (every encoder weight)" : $"adapter {TrainedAdapter(i)}";
         using var scope = NewDisposeScope();
-        var result = SharpnessMeter.Measure(encoder, () => HeadLoss(i, test[i], indices), parameters.ToList(), tasks[i].Name, $"{strategy} after {tasks[i].Name}",
+        return SharpnessMeter.Measure(encoder, () => HeadLoss(i, test[i], indices), parameters.ToList(), tasks[i].Name, $"{method.Name} after {tasks[i].Name}",
             set, indices.Length, options.PowerIterations, options.SamRho, options.Seed);
-        ActivateFor(i);
-        return result;
     }
 
     /// <summary>
@@ -263,8 +383,7 @@ internal sealed class TaskSequenceRunner
     private GradientConflictResult ConflictBefore(int i)
     {
         using var scope = NewDisposeScope();
-        ActivateForUntrained();
-        var current = ComparedModel.FromEncoder(encoder, start.Tokenizer, $"{strategy} after {tasks[i - 1].Name}");
+        var current = Current($"{method.Name} after {tasks[i - 1].Name}");
         using var probe = nextTaskProbe is { } kept && kept.Task == i ? kept.Probe : FitProbe(i);
         nextTaskProbe = null;
         var newLoss = RetentionBaseline.BatchLoss(current, tasks[i].Train, probe, options);
@@ -274,25 +393,28 @@ internal sealed class TaskSequenceRunner
             Tensor? sum = null;
             for (int j = 0; j < i; j++)
             {
+                using var active = encoder.ActivateAdapter(EvaluatedAdapter(j, i - 1));
                 var loss = HeadLoss(j, train[j], RetentionBaseline.GradientBatch(train[j].Count, b, options.GradientBatchSize));
                 sum = sum is null ? loss : sum + loss;
             }
-            ActivateForUntrained();
             return sum! / i;
         }
         Tensor NewLoss(int b)
         {
-            ActivateForUntrained();
+            using var active = encoder.ActivateAdapter(UntrainedAdapter);
             return newLoss(b);
         }
 
-        var adapters = strategy == SequenceStrategy.SharedAdapter ? EncoderWeights.Adapters(encoder, SharedAdapter) : [];
-        string note = strategy == SequenceStrategy.AdapterPerTask
-            ? "one adapter per task: the new task trains a fresh adapter that the earlier tasks' losses do not depend on"
-            : "full fine-tuning has no adapters";
+        var adapters = Strategy == SequenceStrategy.SharedAdapter ? EncoderWeights.Adapters(encoder, SharedAdapter) : [];
+        string note = Strategy switch
+        {
+            SequenceStrategy.FullFineTuning => "full fine-tuning has no adapters",
+            SequenceStrategy.SharedAdapter => "",
+            _ => "the new task trains a fresh adapter that the earlier tasks' losses do not depend on",
+        };
         var old = string.Join("+", tasks.Take(i).Select(x => x.Name));
-        return evaluator.MeasureConflict(old, tasks[i].Name, current, OldLoss, NewLoss, adapters, note, cancellationToken);
+        return measurements.MeasureConflict(old, tasks[i].Name, current, OldLoss, NewLoss, adapters, note, cancellationToken);
     }
 
-    private void Report(string message) => ForgettingEvaluator.Report(progress, "sequence", $"{strategy}: {message}");
+    private void Report(string message) => ForgettingMeasurements.Report(progress, "sequence", $"{method.Name}: {message}");
 }

@@ -21,7 +21,7 @@ namespace MLNet.Lora.Forgetting;
 /// </example>
 public sealed class ForgettingMonitor : IDisposable
 {
-    private readonly ForgettingEvaluator evaluator;
+    private readonly ForgettingMeasurements measurements;
     private readonly ForgettingEvaluator.Options options;
     private readonly ComparedModel reference;
     private readonly List<RetentionBaseline> baselines = [];
@@ -33,15 +33,15 @@ public sealed class ForgettingMonitor : IDisposable
     private readonly List<string> taskNames = [];
     private bool disposed;
 
-    internal ForgettingMonitor(ForgettingEvaluator evaluator, ComparedModel reference, IReadOnlyList<ForgettingTask> retentionTasks, ForgettingTask? newTask,
+    internal ForgettingMonitor(ForgettingMeasurements measurements, ComparedModel reference, IReadOnlyList<ForgettingTask> retentionTasks, ForgettingTask? newTask,
         string label, IProgress<ForgettingProgress>? progress, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(reference);
         ArgumentNullException.ThrowIfNull(retentionTasks);
         if (retentionTasks.Count == 0) throw new ArgumentException("Name at least one retention task.", nameof(retentionTasks));
         ArgumentException.ThrowIfNullOrWhiteSpace(label);
-        this.evaluator = evaluator;
-        options = evaluator.Settings.Validate();
+        this.measurements = measurements;
+        options = measurements.Options.Validate();
         this.reference = reference;
         this.label = label;
         this.progress = progress;
@@ -50,12 +50,12 @@ public sealed class ForgettingMonitor : IDisposable
         {
             foreach (var task in retentionTasks)
             {
-                var data = evaluator.ReadRetention(task);
-                ForgettingEvaluator.Report(progress, "monitor", $"{label}: fitting the frozen probe of '{task.Name}' on '{reference.Name}'");
-                baselines.Add(RetentionBaseline.Fit(evaluator.Context, options, reference, data, cancellationToken));
+                var data = measurements.ReadRetention(task);
+                ForgettingMeasurements.Report(progress, "monitor", $"{label}: fitting the frozen probe of '{task.Name}' on '{reference.Name}'");
+                baselines.Add(RetentionBaseline.Fit(measurements.Context, options, reference, data, cancellationToken));
                 taskNames.Add(task.Name);
             }
-            this.newTask = newTask is null ? null : evaluator.ReadRetention(newTask);
+            this.newTask = newTask is null ? null : measurements.ReadRetention(newTask);
             points.Add(Measure(reference, epoch: 0, trainingLoss: null, validationAccuracy: null));
         }
         catch
@@ -86,7 +86,7 @@ public sealed class ForgettingMonitor : IDisposable
         ArgumentNullException.ThrowIfNull(context);
         ObjectDisposedException.ThrowIf(disposed, this);
         if (context.MaxSequenceLength != options.MaxSequenceLength)
-            ForgettingEvaluator.Report(progress, "monitor",
+            ForgettingMeasurements.Report(progress, "monitor",
                 $"{label}: training uses {context.MaxSequenceLength} tokens per text, the monitor {options.MaxSequenceLength} (Options.MaxSequenceLength); the signals use the monitor's.");
         points.Add(Measure(ComparedModel.FromEpoch(context), context.Epoch, context.TrainingLoss, context.ValidationAccuracy));
     }
@@ -124,9 +124,8 @@ public sealed class ForgettingMonitor : IDisposable
         if (newTask is not null && options.MeasureGradientConflict)
         {
             using var scope = NewDisposeScope();
-            using var probe = LinearProbe.Fit(evaluator.Context, RetentionBaseline.Features(model, newTask.Train, options, cancellationToken),
-                newTask.Train.Labels, newTask.ClassCount, options.ProbeL2Regularization);
-            var conflict = evaluator.MeasureConflict(first.Data.Name, newTask.Name, model, first.GradientLoss(model),
+            using var probe = measurements.FitProbe(model, newTask.Train, newTask.ClassCount, cancellationToken);
+            var conflict = measurements.MeasureConflict(first.Data.Name, newTask.Name, model, first.GradientLoss(model),
                 RetentionBaseline.BatchLoss(model, newTask.Train, probe, options), cancellationToken);
             weightConflict = conflict.WeightMatrixConflictRate;
             adapterConflict = double.IsNaN(conflict.AdapterConflictRate) ? null : conflict.AdapterConflictRate;
@@ -151,7 +150,7 @@ public sealed class ForgettingMonitor : IDisposable
             AdapterConflictRate = adapterConflict,
             MeasurementSeconds = clock.Elapsed.TotalSeconds,
         };
-        ForgettingEvaluator.Report(progress, "monitor",
+        ForgettingMeasurements.Report(progress, "monitor",
             $"{label} epoch {epoch}: retention drop {drop:F4}, max representation drift {point.MaxRepresentationDrift:F4}, max attention JS {point.MaxAttentionDrift:F4}" +
             (top is { } t ? $", top eigenvalue {t:G4}" : "") + $" ({point.MeasurementSeconds:F0} s)");
         return point;

@@ -1,3 +1,4 @@
+using MLNet.Lora.Training;
 using System.Text.Json.Serialization;
 
 namespace MLNet.Lora.Forgetting;
@@ -65,8 +66,14 @@ public sealed record SequenceResult
     /// <summary>Per earlier task i: the model right after task i against the final model, on task i's test inputs (each evaluated as task i is).</summary>
     public required IReadOnlyList<InternalComparison> Drift { get; init; }
 
+    /// <summary>Per task, what the method's forgetting budget did (null for the first task, and for methods without a budget).</summary>
+    public IReadOnlyList<ForgettingBudgetOutcome?> Budgets { get; init; } = [];
+
     /// <summary>Parameters that trained for each task (encoder part; heads excluded).</summary>
     public required long[] TrainedParameters { get; init; }
+
+    /// <summary>Wall time of the tasks' training alone (replay, penalties and budget checks included; accuracy and the other measurements not).</summary>
+    public double TrainingSeconds { get; init; }
 
     /// <summary>Wall time of the whole sequence, measurements included.</summary>
     public double Seconds { get; init; }

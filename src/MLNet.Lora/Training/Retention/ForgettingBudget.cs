@@ -23,6 +23,20 @@ public sealed record ForgettingBudget(double MaxDrop)
 
     /// <summary>Check every this many optimizer steps as well as after every epoch; null checks after epochs only.</summary>
     public int? EveryNSteps { get; init; }
+
+    /// <summary>Held-out rows per retention task read at each check (a seeded sample; fewer make checks cheaper and noisier).</summary>
+    public int MaxCheckRows { get; init; } = 300;
+
+    /// <summary>Refuses a drop outside [0, 1], a non-positive step interval or an unknown probe, naming <paramref name="option"/>.</summary>
+    internal void Validate(string option)
+    {
+        if (!(MaxDrop >= 0 && MaxDrop <= 1))
+            throw new ArgumentOutOfRangeException(option, MaxDrop, $"{option}.MaxDrop must be in [0, 1] (was {MaxDrop}); 0.02 allows two points.");
+        if (EveryNSteps is <= 0)
+            throw new ArgumentOutOfRangeException(option, EveryNSteps, $"{option}.EveryNSteps must be positive or null (was {EveryNSteps}).");
+        if (MaxCheckRows < 2) throw new ArgumentOutOfRangeException(option, MaxCheckRows, $"{option}.MaxCheckRows must be at least 2 (was {MaxCheckRows}).");
+        if (!Enum.IsDefined(Probe)) throw new ArgumentOutOfRangeException(option, Probe, $"{option}.Probe is not a known probe (was {Probe}).");
+    }
 }
 
 /// <summary>One check of a <see cref="ForgettingBudget"/>.</summary>

@@ -28,6 +28,16 @@ public sealed record RetentionPenalty(RetentionPenaltyKind Kind, double Strength
     /// <summary>EWC: the examples, across the retention tasks, whose per-example gradients estimate the Fisher diagonal.</summary>
     public int FisherExamples { get; init; } = 256;
 
+    /// <summary>Refuses a strength that is negative or not finite, an unknown kind, or EWC without Fisher examples, naming <paramref name="option"/>.</summary>
+    internal void Validate(string option)
+    {
+        if (!Enum.IsDefined(Kind)) throw new ArgumentOutOfRangeException(option, Kind, $"{option}.Kind is not a known penalty (was {Kind}).");
+        if (!(Strength >= 0) || !double.IsFinite(Strength))
+            throw new ArgumentOutOfRangeException(option, Strength, $"{option}.Strength must be a finite number ≥ 0 (was {Strength}).");
+        if (Kind == RetentionPenaltyKind.Ewc && FisherExamples <= 0)
+            throw new ArgumentOutOfRangeException(option, FisherExamples, $"{option}.FisherExamples must be positive (was {FisherExamples}).");
+    }
+
     /// <summary>L2-SP with strength λ.</summary>
     public static RetentionPenalty L2SP(double strength) => new(RetentionPenaltyKind.L2SP, strength);
 
