@@ -1,15 +1,14 @@
-// ForgettingStudy: how much does fine-tuning the default encoder (all-MiniLM-L6-v2) make it forget, where inside, and
-// does LoRA forget less than full fine-tuning? Runs on the shared real datasets (see ../shared/data/README.md):
-//   1. a task sequence sst2 → ag_news → emotion with full fine-tuning, one shared LoRA adapter, and one adapter per task;
-//   2. two monitored fine-tunes on ag_news (full and LoRA) with retention of sst2 and emotion recorded every epoch;
-//   3. retention of four tasks after each of those fine-tunes, with drift, gradient conflict, sharpness and similarity.
-// Writes report.json, report.txt and PNG charts into the output folder and prints the summary.
+// ForgettingStudy: which ways of fine-tuning all-MiniLM-L6-v2 through a sequence of tasks keep the earlier tasks, at
+// what cost? Every method of StudyPlan runs over two task sequences from the shared real datasets
+// (../shared/data/README.md) and several seeds. Each (sequence, seed) runs in a child process of one torch thread, so
+// that the processor's cores each take one; the parent then reports every figure as mean [95 % interval] by a
+// bootstrap over test rows and seeds, and prints the wall and CPU time. --timeline runs the earlier monitored study.
 using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
 using Microsoft.ML;
-using MLNet.Lora;
 using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Forgetting;
-using MLNet.Lora.Training;
 using ForgettingStudy;
 
 string root = RepositoryRoot();
@@ -28,112 +27,108 @@ catch (ArgumentException e)
     Console.Error.WriteLine(e.Message);
     return 2;
 }
-
-if (settings.RenderFrom is { } saved)
-{
-    var loaded = ForgettingReport.LoadJson(saved);
-    loaded.SaveText(Path.Combine(settings.OutputFolder, "report.txt"));
-    var drawn = loaded.SaveCharts(settings.OutputFolder);
-    Console.WriteLine(loaded);
-    Console.WriteLine($"Redrew report.txt and {drawn.Count} charts from {saved} into {settings.OutputFolder}.");
-    return 0;
-}
+if (settings.Timeline || settings.RenderFrom is not null) return TimelineStudy.Run(settings);
 
 var ml = new MLContext(seed: 1);
 var data = new StudyData(ml, settings.DataFolder);
-var missing = data.Missing().ToList();
+var needed = settings.Sequences.SelectMany(StudyPlan.Tasks).Distinct().ToList();
+var missing = needed.Where(t => !Directory.Exists(Path.Combine(settings.DataFolder, t))).ToList();
 if (missing.Count > 0)
 {
-    Console.WriteLine($"Skipping the forgetting study: the datasets are not in {settings.DataFolder} (missing {string.Join(", ", missing)}).");
+    Console.WriteLine($"Skipping the forgetting study: {string.Join(", ", missing)} not found in {settings.DataFolder}.");
     Console.WriteLine("Pass --data <folder> to point at them; see ../shared/data/README.md for the expected layout.");
     return 0;
 }
+string runs = Path.Combine(settings.OutputFolder, "runs");
+Directory.CreateDirectory(runs);
+var methods = StudyPlan.Methods().Where(m => settings.Methods is null || settings.Methods.Contains(m.Name)).ToList();
+string RunFile(string sequence, int seed) => Path.Combine(runs, $"{sequence}.seed{seed}.json");
 
-TorchSharp.torch.set_num_threads(settings.Threads);
-var clock = Stopwatch.StartNew();
-var progress = new ConsoleProgress(clock);
-Console.WriteLine($"Forgetting study: data {settings.DataFolder}, output {settings.OutputFolder}, {settings.Threads} torch thread(s)");
-
-using var encoder = PretrainedEncoder.LoadDefault();
-var reference = ComparedModel.FromEncoder(encoder, "all-MiniLM-L6-v2");
-var sst2 = data.Task("sst2", "train.tsv", "dev.tsv");
-var agNews = data.Task("ag_news", "train.tsv", "test.tsv");
-var emotion = data.Task("emotion", "train.tsv", "test.tsv");
-var banking = data.Task("banking77", "train.tsv", "test.tsv");
-var sms = data.Unsplit("sms_spam", "all.tsv");
-
-// Sequences: 1e-4 (full) and 2e-3 (LoRA) let a fresh head and the encoder learn a task within one short epoch.
-// Monitored fine-tunes: by default the usual rates, 3e-5 and 5e-4, which spread the change over several epochs.
-const double FullRate = 1e-4, LoraRate = 2e-3;
-var sequenceOptions = new ForgettingEvaluator.Options
+if (settings.Job is { } job)
 {
-    Seed = 1,
-    MaxSequenceLength = settings.MaxSequenceLength,
-    MaxTrainExamples = settings.TrainRows,
-    MaxTestExamples = settings.TestRows,
-    MaxProbeTrainExamples = 500,
-    Epochs = settings.SequenceEpochs,
-    TrainBatchSize = 16,
-    FullLearningRate = FullRate,
-    LoraLearningRate = LoraRate,
-    DriftExamples = 128,
-    GradientBatches = 5,
-    GradientBatchSize = 16,
-    SharpnessExamples = 16,
-    PowerIterations = 5,
-};
-var report = new ForgettingReport();
-
-if (settings.Sequences)
-{
-    Console.WriteLine("\n== Part 1: task sequence sst2 → ag_news → emotion (full fine-tuning, shared LoRA adapter, adapter per task)");
-    report = report.Merge(new ForgettingEvaluator(ml, sequenceOptions).RunSequences(reference, [sst2, agNews, emotion],
-        [SequenceStrategy.FullFineTuning, SequenceStrategy.SharedAdapter, SequenceStrategy.AdapterPerTask], progress));
+    // A child: one sequence and seed, one torch thread, every method; the report and the CPU time go to the run file.
+    var (sequence, seed) = (job[..job.LastIndexOf(':')], int.Parse(job[(job.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture));
+    TorchSharp.torch.set_num_threads(1);
+    var clock = Stopwatch.StartNew();
+    using var encoder = PretrainedEncoder.LoadDefault();
+    var evaluator = new ForgettingEvaluator(ml, StudyPlan.Options(settings, seed));
+    var tasks = StudyPlan.Tasks(sequence).Select(data.ByName).ToList();
+    var report = evaluator.RunSequences(ComparedModel.FromEncoder(encoder, "all-MiniLM-L6-v2"), tasks, methods, new ConsoleProgress(clock, $"{sequence} seed {seed}"));
+    report.SaveJson(RunFile(sequence, seed));
+    File.WriteAllText(RunFile(sequence, seed) + ".cpu", Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds.ToString("R", CultureInfo.InvariantCulture));
+    return 0;
 }
 
-if (settings.Timeline)
+var wall = Stopwatch.StartNew();
+Console.WriteLine($"Forgetting study: {methods.Count} methods × {settings.Sequences.Length} sequences × seeds {string.Join(",", settings.Seeds)}; " +
+                  $"{settings.TrainRows} train and {settings.TestRows} test rows per task; {settings.Workers} child process(es) of one torch thread; output {settings.OutputFolder}");
+Console.WriteLine($"CPU: {CpuModel()}");
+// Seed by seed, so that a run cut short still has every sequence at the seeds it reached.
+var jobs = (from seed in settings.Seeds from sequence in settings.Sequences select (sequence, seed))
+    .Where(j => !File.Exists(RunFile(j.sequence, j.seed))).ToList();
+Console.WriteLine($"{jobs.Count} run(s) to do; {settings.Sequences.Length * settings.Seeds.Length - jobs.Count} already in {runs}.");
+int failed = 0;
+await Parallel.ForEachAsync(jobs, new ParallelOptions { MaxDegreeOfParallelism = settings.Workers }, async (j, token) =>
 {
-    // The monitor measures after every epoch, so each measurement is kept small: two retention tasks, few probe rows.
-    var monitorEvaluator = new ForgettingEvaluator(ml, new ForgettingEvaluator.Options
+    var childArgs = args.Where(a => a != "--quick").ToList();
+    childArgs.AddRange(["--job", $"{j.sequence}:{j.seed}", "--out", settings.OutputFolder, "--train-rows", $"{settings.TrainRows}", "--test-rows", $"{settings.TestRows}"]);
+    if (settings.Methods is { } named) childArgs.AddRange(["--methods", string.Join(",", named)]);
+    // This program again: its apphost, or `dotnet <dll>` when it was started that way.
+    var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
+    if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet") start.ArgumentList.Add(typeof(StudyPlan).Assembly.Location);
+    foreach (var a in childArgs) start.ArgumentList.Add(a);
+    using var child = Process.Start(start)!;
+    await child.WaitForExitAsync(token);
+    if (child.ExitCode != 0)
     {
-        Seed = 1, MaxSequenceLength = settings.MaxSequenceLength, MaxProbeTrainExamples = 400, MaxTestExamples = 200,
-        DriftExamples = 128, GradientBatches = 4, GradientBatchSize = 16, SharpnessExamples = 16, PowerIterations = 6,
-    });
-    // After the fine-tune: four retention tasks, without sharpness (the timeline has it, epoch by epoch).
-    var retentionEvaluator = new ForgettingEvaluator(ml, new ForgettingEvaluator.Options
-    {
-        Seed = 1, MaxSequenceLength = settings.MaxSequenceLength, MaxProbeTrainExamples = 500, MaxTestExamples = 300,
-        DriftExamples = 128, GradientBatches = 6, GradientBatchSize = 16, MeasureSharpness = false,
-    });
-    var agTrain = data.Sample(agNews.Train, settings.MonitorRows, seed: 7);
-    var agTask = agNews with { Train = agTrain };
-    foreach (var (mode, rate, name) in new[] { (FineTuningMode.Full, settings.MonitorFullRate, "full"), (FineTuningMode.Lora, settings.MonitorLoraRate, "LoRA") })
-    {
-        Console.WriteLine($"\n== Part 2: {name} fine-tune on ag_news ({settings.MonitorRows} rows, {settings.MonitorEpochs} epochs), monitored every epoch");
-        using var monitor = monitorEvaluator.CreateMonitor(reference, [sst2, emotion], newTask: agTask, label: $"{name} on ag_news", progress: progress);
-        var trainer = ml.MulticlassClassification.Trainers.LoraTextClassification(new LoraTextClassificationTrainer.Options
-        {
-            Encoder = encoder, Mode = mode, LearningRate = rate, MaxEpochs = settings.MonitorEpochs, BatchSize = 16,
-            MaxSequenceLength = settings.MaxSequenceLength, Seed = 1, EpochEnded = monitor.OnEpochEnded,
-            Progress = new ProgressLine(clock, name),
-        });
-        using var fitted = ml.Transforms.Conversion.MapValueToKey("Label").Append(trainer).Fit(agTrain).LastTransformer;
-        report = report with { Timelines = [.. report.Timelines, monitor.Timeline] };
+        Interlocked.Increment(ref failed);
+        Console.Error.WriteLine($"Run {j.sequence} seed {j.seed} failed with exit code {child.ExitCode}.");
+    }
+});
+if (failed > 0) return 1;
 
-        Console.WriteLine($"\n== Part 3: what the {name} fine-tune retained of sst2, emotion, banking77 and sms_spam");
-        report = report.Merge(retentionEvaluator.Evaluate(reference, ComparedModel.FromTransformer(fitted, $"{name} on ag_news"),
-            [sst2, emotion, banking, sms], newTask: agTask, progress: progress));
+var output = new List<string>
+{
+    $"Methods × sequences × seeds: {methods.Count} × {settings.Sequences.Length} × {settings.Seeds.Length}; {settings.TrainRows} train and {settings.TestRows} test rows per task, " +
+    $"{settings.Epochs} epoch(s), max length {settings.MaxSequenceLength}; figures in points as mean [95 % interval], {settings.Resamples} bootstrap resamples over test rows and seeds.",
+};
+double cpu = 0;
+foreach (var sequence in settings.Sequences)
+{
+    var reports = settings.Seeds.Select(seed => ForgettingReport.LoadJson(RunFile(sequence, seed))).ToList();
+    cpu += settings.Seeds.Sum(seed => double.Parse(File.ReadAllText(RunFile(sequence, seed) + ".cpu"), CultureInfo.InvariantCulture));
+    var summaries = SequenceSummary.Summarize(reports.SelectMany(r => r.Sequences).Where(s => methods.Any(m => m.Name == s.Method)).ToList(), settings.Resamples);
+    output.Add($"\n### {string.Join(" → ", StudyPlan.Tasks(sequence))}\n");
+    output.Add(SequenceSummary.ToMarkdownTable(summaries));
+    output.Add(BudgetLines(reports));
+}
+string text = string.Join("\n", output) + $"\n\nWall time {wall.Elapsed:hh\\:mm\\:ss} for the runs done now; CPU time of all {settings.Sequences.Length * settings.Seeds.Length} runs {TimeSpan.FromSeconds(cpu):hh\\:mm\\:ss} ({CpuModel()}).\n";
+Console.WriteLine(text);
+File.WriteAllText(Path.Combine(settings.OutputFolder, "study.md"), text);
+Console.WriteLine($"Wrote {Path.Combine(settings.OutputFolder, "study.md")}.");
+return 0;
+
+static string BudgetLines(IReadOnlyList<ForgettingReport> reports)
+{
+    var lines = reports.SelectMany(r => r.Sequences).Where(s => s.Budgets.Any(b => b is not null))
+        .Select(s => $"- {s.Method}, seed {s.Seed}: " + string.Join("; ", s.Budgets.Select((b, i) => b is null ? null : $"{s.Tasks[i]} {b}").Where(x => x is not null)));
+    return string.Join("\n", lines);
+}
+
+static string CpuModel()
+{
+    try
+    {
+        var lines = File.ReadAllLines("/proc/cpuinfo");
+        string model = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown";
+        var flags = (lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':', 2)[1] ?? "").Split(' ');
+        return $"{model}, {Environment.ProcessorCount} cores, {(flags.Contains("avx512f") ? "AVX-512" : flags.Contains("avx2") ? "AVX2" : "no AVX2")}";
+    }
+    catch (IOException)
+    {
+        return $"{Environment.ProcessorCount} cores";
     }
 }
-
-Directory.CreateDirectory(settings.OutputFolder);
-report.SaveJson(Path.Combine(settings.OutputFolder, "report.json"));
-report.SaveText(Path.Combine(settings.OutputFolder, "report.txt"));
-var charts = report.SaveCharts(settings.OutputFolder);
-Console.WriteLine();
-Console.WriteLine(report);
-Console.WriteLine($"Wrote report.json, report.txt and {charts.Count} charts to {settings.OutputFolder} in {clock.Elapsed:mm\\:ss}.");
-return 0;
 
 static string RepositoryRoot()
 {

@@ -33,6 +33,17 @@ internal sealed class StudyData(MLContext ml, string folder)
     /// <summary>A task from a single file; the evaluator holds out a seeded share for testing.</summary>
     public ForgettingTask Unsplit(string name, string file) => new(name, Load($"{name}/{file}"));
 
+    /// <summary>
+    /// A task of the sequence study by name. sst2 is tested on its 1,821-row test split (its dev split has 872);
+    /// sms_spam, which has no split, on a seeded 30 % of its rows (about 1,670).
+    /// </summary>
+    public ForgettingTask ByName(string name)
+    {
+        if (name != "sms_spam") return Task(name, "train.tsv", "test.tsv");
+        var split = ml.Data.TrainTestSplit(Load($"{name}/all.tsv"), testFraction: 0.3, seed: 13);
+        return new ForgettingTask(name, split.TrainSet, split.TestSet);
+    }
+
     /// <summary>At most <paramref name="rows"/> rows drawn by a seeded shuffle.</summary>
     public IDataView Sample(IDataView data, int rows, int seed) => ml.Data.TakeRows(ml.Data.ShuffleRows(data, seed: seed, shufflePoolSize: 100_000), rows);
 }

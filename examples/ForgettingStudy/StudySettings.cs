@@ -2,40 +2,50 @@ using System.Globalization;
 
 namespace ForgettingStudy;
 
-/// <summary>Command-line settings of the study; every size has a default sized for ~10–15 minutes on two (shared) CPU cores.</summary>
+/// <summary>Command-line settings of the study. The defaults are the study in docs/forgetting.md.</summary>
 internal sealed record StudySettings
 {
     public required string DataFolder { get; init; }
     public required string OutputFolder { get; init; }
-    public int TrainRows { get; init; } = 1000;
-    public int TestRows { get; init; } = 400;
-    public int SequenceEpochs { get; init; } = 1;
+    public int[] Seeds { get; init; } = [1, 2, 3];
+    public string[] Sequences { get; init; } = [.. StudyPlan.SequenceNames];
+    public string[]? Methods { get; init; }
+    public int TrainRows { get; init; } = 500;
+    public int TestRows { get; init; } = 1000;
+    public int Epochs { get; init; } = 1;
+    public int MaxSequenceLength { get; init; } = 48;
+    public int Workers { get; init; } = Math.Max(1, Environment.ProcessorCount);
+    public int Resamples { get; init; } = 2000;
+    public bool Quick { get; init; }
+    public string? Job { get; init; }
+    public bool Timeline { get; init; }
+    public int Threads { get; init; } = 1;
     public int MonitorRows { get; init; } = 400;
     public int MonitorEpochs { get; init; } = 5;
-    public int MaxSequenceLength { get; init; } = 64;
-    public int Threads { get; init; } = 1;
-    public bool Sequences { get; init; } = true;
-    public bool Timeline { get; init; } = true;
-    public string? RenderFrom { get; init; }
     public double MonitorFullRate { get; init; } = 3e-5;
     public double MonitorLoraRate { get; init; } = 5e-4;
+    public string? RenderFrom { get; init; }
 
     public const string Usage = """
         dotnet run --project examples/ForgettingStudy -c Release -- [options]
-          --data <folder>          datasets (default ../shared/data beside the repository)
-          --out <folder>           report, table and charts (default artifacts/forgetting-study)
-          --train-rows <n>         training rows per task in the sequences (1000)
-          --test-rows <n>          test rows per task (400)
-          --epochs <n>             epochs per task in the sequences (1)
-          --monitor-rows <n>       ag_news rows of the monitored fine-tunes (400)
-          --monitor-epochs <n>     epochs of the monitored fine-tunes (5)
-          --monitor-full-rate <r>  learning rate of the monitored full fine-tune (3e-5)
-          --monitor-lora-rate <r>  learning rate of the monitored LoRA fine-tune (5e-4)
-          --max-length <n>         tokens per text (64)
-          --threads <n>            torch threads (1: on a shared machine OpenMP's spinning threads
-                                   make 2 slower; use 2+ on an idle one)
-          --no-sequences | --no-timeline   skip a part
-          --render <report.json>   redraw the table and charts of a saved report (no training)
+          The study: every method of StudyPlan over two task sequences and several seeds, each (sequence, seed) in a
+          child process of one torch thread, then mean ± 95 % bootstrap intervals (over test rows and seeds).
+          --data <folder>        datasets (default ../shared/data beside the repository)
+          --out <folder>         runs, tables and report (default artifacts/forgetting-study)
+          --seeds <a,b,...>      seeds (1,2,3)
+          --sequences <a,b>      sequences by name (sst2-ag_news-emotion,banking77-sms_spam-emotion)
+          --methods <a,b,...>    methods by name (all; see StudyPlan.cs)
+          --train-rows <n>       training rows per task (500)
+          --test-rows <n>        test rows per task (1000)
+          --epochs <n>           epochs per task (1)
+          --max-length <n>       tokens per text (48)
+          --workers <n>          child processes at once (the processor count)
+          --resamples <n>        bootstrap resamples (2000)
+          --quick                a CI-sized check: seed 1, one sequence of two tasks, 48 train and 48 test rows,
+                                 three methods (minutes)
+          --timeline             instead: the earlier monitored fine-tunes and retention study (parts 2 and 3)
+          --render <report.json> redraw the tables and charts of a saved timeline report (no training)
+          Finished (sequence, seed) runs are kept in <out>/runs and skipped when the command is run again.
         """;
 
     public static StudySettings Parse(string[] args, string repositoryRoot)
@@ -52,26 +62,45 @@ internal sealed record StudySettings
                 ? n : throw new ArgumentException($"{args[i - 1]} needs a positive whole number.\n{Usage}");
             double Rate() => double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out double r) && r > 0 && double.IsFinite(r)
                 ? r : throw new ArgumentException($"{args[i - 1]} needs a positive number.\n{Usage}");
+            string[] List() => Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             settings = args[i] switch
             {
                 "--data" => settings with { DataFolder = Path.GetFullPath(Value()) },
                 "--out" => settings with { OutputFolder = Path.GetFullPath(Value()) },
+                "--seeds" => settings with { Seeds = List().Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n >= 0 ? n
+                    : throw new ArgumentException($"--seeds needs whole numbers ≥ 0; got '{s}'.")).ToArray() },
+                "--sequences" => settings with { Sequences = List() },
+                "--methods" => settings with { Methods = List() },
                 "--train-rows" => settings with { TrainRows = Number() },
                 "--test-rows" => settings with { TestRows = Number() },
-                "--epochs" => settings with { SequenceEpochs = Number() },
+                "--epochs" => settings with { Epochs = Number() },
+                "--max-length" => settings with { MaxSequenceLength = Number() },
+                "--workers" => settings with { Workers = Number() },
+                "--resamples" => settings with { Resamples = Number() },
+                "--quick" => settings with { Quick = true },
+                "--job" => settings with { Job = Value() },
+                "--timeline" => settings with { Timeline = true },
+                "--threads" => settings with { Threads = Number() },
                 "--monitor-rows" => settings with { MonitorRows = Number() },
                 "--monitor-epochs" => settings with { MonitorEpochs = Number() },
-                "--max-length" => settings with { MaxSequenceLength = Number() },
                 "--monitor-full-rate" => settings with { MonitorFullRate = Rate() },
                 "--monitor-lora-rate" => settings with { MonitorLoraRate = Rate() },
-                "--threads" => settings with { Threads = Number() },
-                "--no-sequences" => settings with { Sequences = false },
-                "--no-timeline" => settings with { Timeline = false },
                 "--render" => settings with { RenderFrom = Path.GetFullPath(Value()) },
                 "--help" or "-h" => throw new OperationCanceledException(Usage),
                 _ => throw new ArgumentException($"Unknown option '{args[i]}'.\n{Usage}"),
             };
         }
+        if (settings.Quick)
+            settings = settings with
+            {
+                Seeds = [settings.Seeds[0]], Sequences = [StudyPlan.QuickSequence], TrainRows = 48, TestRows = 48, Resamples = 200,
+                Methods = settings.Methods ?? ["shared LoRA", "shared LoRA + rehearsal 30%", "O-LoRA"],
+                OutputFolder = settings.OutputFolder + "-quick",
+            };
+        foreach (var name in settings.Sequences)
+            if (!StudyPlan.IsSequence(name)) throw new ArgumentException($"Unknown sequence '{name}'. Known: {string.Join(", ", StudyPlan.SequenceNames.Append(StudyPlan.QuickSequence))}.");
+        foreach (var name in settings.Methods ?? [])
+            if (StudyPlan.Methods().All(m => m.Name != name)) throw new ArgumentException($"Unknown method '{name}'. Known: {string.Join(", ", StudyPlan.Methods().Select(m => m.Name))}.");
         return settings;
     }
 }

@@ -21,7 +21,7 @@ public class SequenceSummaryTests
         Accuracy = rowCorrect.Select(row => row.Select(Fraction).ToArray()).ToArray(),
         Baseline = baselineRows.Select(Fraction).ToArray(),
         RowCorrect = rowCorrect, BaselineRowCorrect = baselineRows,
-        Steps = [], Sharpness = [], GradientConflicts = [], Drift = [], TrainedParameters = new long[tasks.Length], Seconds = seconds,
+        Steps = [], Sharpness = [], GradientConflicts = [], Drift = [], TrainedParameters = new long[tasks.Length], TrainingSeconds = seconds,
     };
 
     /// <summary>Two tasks of n rows each, with R = [[a00, a01], [a10, a11]] and b = [b0, b1] (accuracies in rows out of n).</summary>
@@ -66,7 +66,7 @@ public class SequenceSummaryTests
         s.BackwardTransfer.Mean.Should().BeApproximately(((0.6 - 0.8) + (0.5 - 0.9)) / 2, 1e-12);           // −0.3
         s.ForwardTransfer.Mean.Should().BeApproximately(((0.3 - 0.2) + (0.4 - 0.1)) / 2, 1e-12);            // 0.2
         s.NewTaskAccuracy.Mean.Should().BeApproximately(((0.8 + 0.9) / 2 + (0.9 + 0.7) / 2) / 2, 1e-12);    // 0.825
-        s.Seconds.Mean.Should().BeApproximately(15, 1e-12);
+        s.TrainingSeconds.Mean.Should().BeApproximately(15, 1e-12);
 
         var m = one.ToAccuracyMatrix();
         var single = SequenceSummary.Summarize([one], resamples: 200).Single();
@@ -88,7 +88,7 @@ public class SequenceSummaryTests
         s.AverageForgetting.Should().Be(new MetricInterval(0, 0, 0));
         s.BackwardTransfer.Should().Be(new MetricInterval(0, 0, 0));
         s.ForwardTransfer.Should().Be(new MetricInterval(0, 0, 0));
-        s.Seconds.Should().Be(new MetricInterval(7, 7, 7));
+        s.TrainingSeconds.Should().Be(new MetricInterval(7, 7, 7));
     }
 
     [Fact]
@@ -96,7 +96,7 @@ public class SequenceSummaryTests
     {
         var runs = Enumerable.Range(1, 3).Select(seed => RandomRun("LoRA per task", seed, 3, 300)).ToList();
         var s = SequenceSummary.Summarize(runs).Single();
-        foreach (var interval in new[] { s.AverageAccuracy, s.AverageForgetting, s.BackwardTransfer, s.ForwardTransfer, s.NewTaskAccuracy, s.Seconds })
+        foreach (var interval in new[] { s.AverageAccuracy, s.AverageForgetting, s.BackwardTransfer, s.ForwardTransfer, s.NewTaskAccuracy, s.TrainingSeconds })
         {
             Contains(interval);
             (interval.Upper - interval.Lower).Should().BePositive();
@@ -131,7 +131,7 @@ public class SequenceSummaryTests
 
         s.AverageForgetting.Should().Be(new MetricInterval(0.5, 0, 1));
         s.BackwardTransfer.Should().Be(new MetricInterval(-0.5, -1, 0));
-        s.Seconds.Should().Be(new MetricInterval(20, 10, 30));
+        s.TrainingSeconds.Should().Be(new MetricInterval(20, 10, 30));
         s.NewTaskAccuracy.Should().Be(new MetricInterval(1, 1, 1));
     }
 
@@ -212,11 +212,11 @@ public class SequenceSummaryTests
             BackwardTransfer = new MetricInterval(-0.021, -0.046, 0.004),
             ForwardTransfer = new MetricInterval(0.1, 0.05, 0.15),
             NewTaskAccuracy = new MetricInterval(0.9, 0.88, 0.92),
-            Seconds = new MetricInterval(123.4, 100.2, 150.6),
+            TrainingSeconds = new MetricInterval(123.4, 100.2, 150.6),
         };
 
         SequenceSummary.ToMarkdownTable([summary]).Should().Be(
-            "| method | ACC | forgetting | BWT | FWT | new-task acc | time (s) |" + Environment.NewLine +
+            "| method | ACC | forgetting | BWT | FWT | new-task acc | training time (s) |" + Environment.NewLine +
             "|---|---:|---:|---:|---:|---:|---:|" + Environment.NewLine +
             "| rehearsal 10 % | 70.4 [68.1, 72.5] | 2.1 [-0.4, 4.6] | -2.1 [-4.6, 0.4] | 10.0 [5.0, 15.0] | 90.0 [88.0, 92.0] | 123 [100, 151] |" + Environment.NewLine);
     }

@@ -191,9 +191,12 @@ public sealed partial class ForgettingEvaluator
 
         var results = new List<SequenceResult>();
         var correlations = new List<SimilarityForgettingCorrelation>();
+        // Methods of one kind train the first task alike; with no per-task measurement that would differ (the kept
+        // probe of the gradient conflict, the sharpness), the later ones start from the first one's state.
+        using var firstSteps = options.MeasureGradientConflict || options.MeasureSharpness ? null : new FirstStepCache();
         foreach (var method in methods)
         {
-            var runner = new TaskSequenceRunner(measurements, device, start, data, baseline, baselineCorrect, method, progress, cancellationToken);
+            var runner = new TaskSequenceRunner(measurements, device, start, data, baseline, baselineCorrect, method, firstSteps, progress, cancellationToken);
             var result = runner.Run();
             results.Add(result);
             const string measure = "step forgetting R[j−1][i] − R[j][i] of old task i while training task j";

@@ -38,10 +38,13 @@ internal sealed class TaskSequenceRunner
     private readonly List<LabeledTexts> test = [];
     private readonly Dictionary<string, List<Tensor>> earlierA = new(StringComparer.Ordinal);   // O-LoRA: folded adapters' A by layer
     private (int Task, LinearProbe Probe)? nextTaskProbe;   // R[i][i+1]'s probe, reused by the conflict before step i+1
+    private readonly FirstStepCache? firstSteps;
 
     public TaskSequenceRunner(ForgettingMeasurements measurements, Device device, ComparedModel start, IReadOnlyList<TaskData> tasks,
-        double[] baseline, bool[][] baselineCorrect, SequenceMethod method, IProgress<ForgettingProgress>? progress, CancellationToken cancellationToken)
+        double[] baseline, bool[][] baselineCorrect, SequenceMethod method, FirstStepCache? firstSteps, IProgress<ForgettingProgress>? progress,
+        CancellationToken cancellationToken)
     {
+        this.firstSteps = firstSteps;
         this.measurements = measurements;
         options = measurements.Options;
         this.device = device;
@@ -82,7 +85,19 @@ internal sealed class TaskSequenceRunner
                 test.Add(task.Test.Encode(start.Tokenizer, options.MaxSequenceLength));
             }
 
-            for (int i = 0; i < t; i++)
+            int first = 0;
+            if (firstSteps?.Find(Strategy) is { } done)
+            {
+                Report($"step 1/{t}: '{tasks[0].Name}' trains as in '{done.Method}' (every method of this kind starts alike), so its state is reused");
+                RestoreFirstStep(done);
+                (correct[0], trained[0], trainingSeconds) = (done.Correct.ToArray(), done.TrainedParameters, done.TrainingSeconds);
+                for (int j = 0; j < t; j++) accuracy[0][j] = LinearProbe.Share(correct[0][j]);
+                budgets.Add(null);
+                using (encoder.ActivateAdapter(EvaluatedAdapter(0, 0))) snapshots.Add(LoraInjector.MergeAndUnload(encoder));
+                first = 1;
+            }
+
+            for (int i = first; i < t; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 if (i > 0 && options.MeasureGradientConflict)
@@ -90,6 +105,7 @@ internal sealed class TaskSequenceRunner
                     Report($"step {i + 1}: gradient conflict of earlier tasks with '{tasks[i].Name}'");
                     conflicts.Add(ConflictBefore(i));
                 }
+                if (i > 0 && Strategy == SequenceStrategy.OrthogonalAdapters) FoldIntoWeights(i - 1);
 
                 string? adapter = TrainedAdapter(i);
                 if (adapter is not null && (Strategy != SequenceStrategy.SharedAdapter || i == 0))
@@ -134,7 +150,7 @@ internal sealed class TaskSequenceRunner
                         sharpness.Add(SharpnessAfter(i));
                     }
                 }
-                AfterTraining(i);
+                if (Strategy == SequenceStrategy.MergedAdapters && i > 0) Merge(i);
 
                 for (int j = 0; j < t; j++)
                 {
@@ -147,6 +163,7 @@ internal sealed class TaskSequenceRunner
                 if (i < t - 1)
                     using (encoder.ActivateAdapter(EvaluatedAdapter(i, i)))
                         snapshots.Add(LoraInjector.MergeAndUnload(encoder));
+                if (i == 0) firstSteps?.Add(Strategy, method.Name, encoder, TrainedAdapter(0), models[0], correct[0], trained[0], trainingSeconds);
             }
 
             for (int j = 0; j < t - 1; j++)
@@ -213,59 +230,92 @@ internal sealed class TaskSequenceRunner
         SequenceStrategy.SharedAdapter => SharedAdapter,
         SequenceStrategy.AdapterPerTask => $"task{j}",
         SequenceStrategy.MergedAdapters => i == 0 ? "task0" : MergedAdapter,
-        _ => null,   // full fine-tuning, and O-LoRA, whose adapters are folded into the weights
+        SequenceStrategy.OrthogonalAdapters => $"task{i}",   // the latest adapter, over the earlier ones folded into the weights
+        _ => null,
     };
 
-    /// <summary>What a task that has not been trained yet starts from: the shared adapter, or the weights alone (a fresh adapter adds 0).</summary>
-    private string? UntrainedAdapter => Strategy == SequenceStrategy.SharedAdapter ? SharedAdapter : null;
-
-    /// <summary>O-LoRA folds task i's adapter into the weights (keeping its A); merging rebuilds the merged adapter from tasks 0..i.</summary>
-    private void AfterTraining(int i)
+    /// <summary>
+    /// What a task that has not been trained yet starts from: the shared adapter; with O-LoRA the latest adapter until
+    /// it is folded into the weights (a fresh adapter adds 0 over them); otherwise the weights alone.
+    /// </summary>
+    private string? UntrainedAdapter => Strategy switch
     {
-        if (Strategy == SequenceStrategy.OrthogonalAdapters)
+        SequenceStrategy.SharedAdapter => SharedAdapter,
+        SequenceStrategy.OrthogonalAdapters => LoraInjector.FindLoraLayers(encoder).SelectMany(l => l.Layer.AdapterNames).Distinct().SingleOrDefault(),
+        _ => null,
+    };
+
+    /// <summary>O-LoRA, before the next task: task <paramref name="i"/>'s adapter is folded into the weights (W += ΔW), its A kept for the penalty.</summary>
+    private void FoldIntoWeights(int i)
+    {
+        using var noGrad = no_grad();
+        string name = $"task{i}";
+        foreach (var (path, layer) in LoraInjector.FindLoraLayers(encoder))
         {
-            using var noGrad = no_grad();
-            string name = $"task{i}";
-            foreach (var (path, layer) in LoraInjector.FindLoraLayers(encoder))
+            if (!layer.AdapterNames.Contains(name)) continue;
+            using (var delta = layer.DeltaWeight(name)) layer.BaseLayer.weight!.add_(delta);
+            if (!earlierA.TryGetValue(path, out var list)) earlierA[path] = list = [];
+            list.Add(layer.LoraA(name).detach().clone().DetachFromDisposeScope());
+            layer.DeleteAdapter(name);
+        }
+    }
+
+    /// <summary>Merging, after task <paramref name="i"/> ≥ 1: the merged adapter is rebuilt from tasks 0..i by TIES.</summary>
+    private void Merge(int i)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var layers = LoraInjector.FindLoraLayers(encoder);
+        foreach (var (_, layer) in layers.Where(l => l.Layer.AdapterNames.Contains(MergedAdapter))) layer.DeleteAdapter(MergedAdapter);
+        var merged = new Dictionary<string, (Tensor A, Tensor B)>(StringComparer.Ordinal);
+        foreach (var (path, layer) in layers)
+        {
+            var deltas = Enumerable.Range(0, i + 1).Select(k => layer.DeltaWeight($"task{k}")).ToList();
+            var delta = AdapterArithmetic.Ties(deltas, deltas.Select(_ => 1.0).ToList(), method.MergeDensity);
+            merged[path] = AdapterArithmetic.Factor(delta, (i + 1) * options.Lora.Rank);
+        }
+        // alpha = rank: scaling 1, since the factors carry the whole update.
+        int rank = (i + 1) * options.Lora.Rank;
+        using (encoder.ActivateAdapter(null))
+            LoraInjector.Inject(encoder, options.Lora with { Rank = rank, Alpha = rank, RankPattern = null, AlphaPattern = null }, MergedAdapter);
+        foreach (var (path, layer) in layers)
+        {
+            var (a, b) = merged[path];
+            var targetA = layer.LoraA(MergedAdapter);
+            var targetB = layer.LoraB(MergedAdapter);
+            targetA.zero_();
+            targetB.zero_();
+            targetA[..(int)a.shape[0]].copy_(a);
+            targetB[.., ..(int)b.shape[1]].copy_(b);
+            targetA.requires_grad = false;
+            targetB.requires_grad = false;
+        }
+    }
+
+    /// <summary>Rebuilds the state after the first task from another method of the same kind: the encoder (and adapter) and the first head.</summary>
+    private void RestoreFirstStep(FirstStepCache.State done)
+    {
+        using var noGrad = no_grad();
+        encoder.Dispose();
+        encoder = done.Encoder.Clone();
+        encoder.to(device);
+        if (done.Adapter is { } factors)
+        {
+            torch.random.manual_seed(RunSeeds.Derive(options.Seed, SeedPurpose.AdapterInitialisation, 0));
+            LoraInjector.Inject(encoder, options.Lora, TrainedAdapter(0)!);
+            foreach (var f in LoraInjector.Adapters(encoder, TrainedAdapter(0)!))
             {
-                if (!layer.AdapterNames.Contains(name)) continue;
-                using (var delta = layer.DeltaWeight(name)) layer.BaseLayer.weight!.add_(delta);
-                if (!earlierA.TryGetValue(path, out var list)) earlierA[path] = list = [];
-                list.Add(layer.LoraA(name).detach().clone().DetachFromDisposeScope());
-                layer.DeleteAdapter(name);
+                f.A.copy_(factors[f.Path].A);
+                f.B.copy_(factors[f.Path].B);
             }
         }
-        else if (Strategy == SequenceStrategy.MergedAdapters && i > 0)
-        {
-            using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            var layers = LoraInjector.FindLoraLayers(encoder);
-            if (layers.Any(l => l.Layer.AdapterNames.Contains(MergedAdapter)))
-                foreach (var (_, layer) in layers.Where(l => l.Layer.AdapterNames.Contains(MergedAdapter))) layer.DeleteAdapter(MergedAdapter);
-            var merged = new Dictionary<string, (Tensor A, Tensor B)>(StringComparer.Ordinal);
-            foreach (var (path, layer) in layers)
-            {
-                var deltas = Enumerable.Range(0, i + 1).Select(k => layer.DeltaWeight($"task{k}")).ToList();
-                var delta = AdapterArithmetic.Ties(deltas, deltas.Select(_ => 1.0).ToList(), method.MergeDensity);
-                merged[path] = AdapterArithmetic.Factor(delta, (i + 1) * options.Lora.Rank);
-            }
-            // alpha = rank: scaling 1, since the factors carry the whole update.
-            int rank = (i + 1) * options.Lora.Rank;
-            using (encoder.ActivateAdapter(null))
-                LoraInjector.Inject(encoder, options.Lora with { Rank = rank, Alpha = rank, RankPattern = null, AlphaPattern = null }, MergedAdapter);
-            foreach (var (path, layer) in layers)
-            {
-                var (a, b) = merged[path];
-                var targetA = layer.LoraA(MergedAdapter);
-                targetA.zero_();
-                targetA[..(int)a.shape[0]].copy_(a);
-                var targetB = layer.LoraB(MergedAdapter);
-                targetB.zero_();
-                targetB[.., ..(int)b.shape[1]].copy_(b);
-                targetA.requires_grad = false;
-                targetB.requires_grad = false;
-            }
-        }
+        torch.random.manual_seed(RunSeeds.Derive(options.Seed, SeedPurpose.Training, 0));
+        var model = new TextClassificationModel(encoder, tasks[0].ClassCount, options.Pooling, options.HeadDropout);
+        model.to(device);
+        model.Classifier.weight!.copy_(done.HeadWeight);
+        model.Classifier.bias!.copy_(done.HeadBias);
+        model.eval();
+        models.Add(model);
     }
 
     /// <summary>Replay, penalties and budget of step <paramref name="i"/>, over the parameters that train now; null when the method has none.</summary>
@@ -276,7 +326,8 @@ internal sealed class TaskSequenceRunner
         try
         {
             var weights = encoder.parameters().Where(p => p.requires_grad).ToList();
-            if (method.RetentionPenalty is { Strength: > 0 } penalty && (penalty.Kind == RetentionPenaltyKind.L2SP || i > 0))
+            // In a sequence the penalties hold what the earlier tasks left, so they start with the second task.
+            if (method.RetentionPenalty is { Strength: > 0 } penalty && i > 0)
             {
                 var fisher = penalty.Kind == RetentionPenaltyKind.Ewc ? Fisher(i, weights, penalty.FisherExamples) : null;
                 penalties.Add(new WeightAnchor(weights, penalty.Strength, fisher));

@@ -33,8 +33,8 @@ public sealed record SequenceSummary
     /// <summary>Accuracy on each task right after training on it (<see cref="AccuracyMatrix.NewTaskAccuracy"/>).</summary>
     public required MetricInterval NewTaskAccuracy { get; init; }
 
-    /// <summary>Wall time of a whole sequence in seconds (<see cref="SequenceResult.Seconds"/>); its interval resamples runs only.</summary>
-    public required MetricInterval Seconds { get; init; }
+    /// <summary>Training time of a whole sequence in seconds (<see cref="SequenceResult.TrainingSeconds"/>, measurements excluded); its interval resamples runs only.</summary>
+    public required MetricInterval TrainingSeconds { get; init; }
 
     /// <summary>
     /// Summarizes runs per method, in the order each method first appears in <paramref name="runs"/>.
@@ -48,7 +48,7 @@ public sealed record SequenceSummary
     /// matrix from <see cref="SequenceResult.RowCorrect"/> and <see cref="SequenceResult.BaselineRowCorrect"/>, the figure
     /// from it, and averages the figure over the drawn runs. Runs are resampled separately, since seeds may test on
     /// different rows. With a single run the interval reflects test-row sampling only, not seed-to-seed variation.
-    /// <see cref="Seconds"/> is resampled over runs only, so it has zero width for one run.</para>
+    /// <see cref="TrainingSeconds"/> is resampled over runs only, so it has zero width for one run.</para>
     /// <para>The result is deterministic for a given <paramref name="seed"/>; each method is resampled with its own
     /// <see cref="Random"/> seeded with it, so its interval does not depend on the other methods summarized with it.</para>
     /// </remarks>
@@ -83,7 +83,7 @@ public sealed record SequenceSummary
 
     /// <summary>
     /// A Markdown table with one row per summary: method, ACC, forgetting, BWT, FWT and new-task accuracy as
-    /// "mean [lower, upper]" in accuracy points (× 100, one decimal), and the time per sequence in seconds (no decimals).
+    /// "mean [lower, upper]" in accuracy points (× 100, one decimal), and the training time per sequence in seconds (no decimals).
     /// </summary>
     /// <param name="summaries">The summaries, usually from <see cref="Summarize"/>.</param>
     /// <exception cref="ArgumentNullException"><paramref name="summaries"/> or one of its elements is null.</exception>
@@ -91,13 +91,13 @@ public sealed record SequenceSummary
     {
         ArgumentNullException.ThrowIfNull(summaries);
         var table = new StringBuilder()
-            .AppendLine("| method | ACC | forgetting | BWT | FWT | new-task acc | time (s) |")
+            .AppendLine("| method | ACC | forgetting | BWT | FWT | new-task acc | training time (s) |")
             .AppendLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var s in summaries)
         {
             if (s is null) throw new ArgumentNullException(nameof(summaries), "A summary is null.");
             table.Append(CultureInfo.InvariantCulture,
-                $"| {s.Method.Replace("|", "\\|", StringComparison.Ordinal)} | {Points(s.AverageAccuracy)} | {Points(s.AverageForgetting)} | {Points(s.BackwardTransfer)} | {Points(s.ForwardTransfer)} | {Points(s.NewTaskAccuracy)} | {s.Seconds.ToString("0")} |")
+                $"| {s.Method.Replace("|", "\\|", StringComparison.Ordinal)} | {Points(s.AverageAccuracy)} | {Points(s.AverageForgetting)} | {Points(s.BackwardTransfer)} | {Points(s.ForwardTransfer)} | {Points(s.NewTaskAccuracy)} | {s.TrainingSeconds.ToString("0")} |")
                 .AppendLine();
         }
 
@@ -110,7 +110,7 @@ public sealed record SequenceSummary
 
     private const string RunsParameter = "runs";
 
-    // The figures bootstrapped from the accuracy matrix, in this order; Seconds is handled apart.
+    // The figures bootstrapped from the accuracy matrix, in this order; the training time is handled apart.
     private const int MatrixFigures = 5;
 
     private static void Figures(AccuracyMatrix m, double[] into)
@@ -143,7 +143,7 @@ public sealed record SequenceSummary
         {
             Figures(run.ToAccuracyMatrix(), figures);
             for (int f = 0; f < MatrixFigures; f++) means[f] += figures[f] / runs.Count;
-            meanSeconds += run.Seconds / runs.Count;
+            meanSeconds += run.TrainingSeconds / runs.Count;
         }
 
         // Bootstrap: per resample, draw runs, then rows within each drawn run, and average the drawn runs' figures.
@@ -159,7 +159,7 @@ public sealed record SequenceSummary
             for (int k = 0; k < runs.Count; k++)
             {
                 int drawn = random.Next(runs.Count);
-                secondsSum += runs[drawn].Seconds;
+                secondsSum += runs[drawn].TrainingSeconds;
                 rows[drawn].Resample(random, r, b);
                 Figures(new AccuracyMatrix(r, b), figures);
                 for (int f = 0; f < MatrixFigures; f++) samples[f][s] += figures[f];
@@ -179,7 +179,7 @@ public sealed record SequenceSummary
             BackwardTransfer = Interval(means[2], samples[2]),
             ForwardTransfer = Interval(means[3], samples[3]),
             NewTaskAccuracy = Interval(means[4], samples[4]),
-            Seconds = Interval(meanSeconds, seconds),
+            TrainingSeconds = Interval(meanSeconds, seconds),
         };
     }
 

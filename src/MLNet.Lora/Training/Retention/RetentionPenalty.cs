@@ -14,7 +14,7 @@ public enum RetentionPenaltyKind
     /// Elastic weight consolidation (Kirkpatrick et al. 2017, "Overcoming catastrophic forgetting in neural networks"):
     /// (λ/2)·Σ F_k (θ_k − θ₀_k)², F the diagonal empirical Fisher of the retention tasks' loss at θ₀ (mean squared
     /// per-example gradient, each task read out by a probe fitted on the start model, or by its own head in a task
-    /// sequence). Costs one forward and backward pass per Fisher example before training, and two copies of the
+    /// sequence), scaled to mean 1 so that λ is on L2-SP's scale. Costs one forward and backward pass per Fisher example before training, and two copies of the
     /// trainable encoder weights.
     /// </summary>
     Ewc,

@@ -13,7 +13,10 @@ internal interface ITrainingPenalty : IDisposable
 
 /// <summary>
 /// Holds weights near an anchor θ₀: (λ/2)·Σ_k w_k (θ_k − θ₀_k)². With w = 1 this is L2-SP (Li et al. 2018); with w the
-/// diagonal Fisher information it is EWC (Kirkpatrick et al. 2017). θ₀ is the weights' value when the penalty is made.
+/// diagonal Fisher information it is EWC (Kirkpatrick et al. 2017), the Fisher scaled to mean 1 over the held weights
+/// so that one λ means the same total pull for both and EWC only redistributes it by importance (raw Fisher values
+/// scale with the loss and the parameter count, which would make λ incomparable across models and modes). θ₀ is the
+/// weights' value when the penalty is made.
 /// </summary>
 internal sealed class WeightAnchor : ITrainingPenalty
 {
@@ -31,8 +34,14 @@ internal sealed class WeightAnchor : ITrainingPenalty
             throw new ArgumentException($"{importance.Length} importance tensors for {parameters.Count} parameters.", nameof(importance));
         this.parameters = parameters;
         this.strength = strength;
-        this.importance = importance;
         using var noGrad = no_grad();
+        if (importance is not null)
+        {
+            double mean = importance.Sum(t => t.sum().item<float>()) / importance.Sum(t => t.numel());
+            // All zero (no retention gradient reached these weights): nothing to weigh, so nothing is held.
+            foreach (var t in importance) t.div_(mean > 0 ? mean : 1);
+        }
+        this.importance = importance;
         anchor = parameters.Select(p => p.detach().clone().DetachFromDisposeScope()).ToArray();
     }
 
