@@ -40,8 +40,21 @@ if (missing.Count > 0)
     return 0;
 }
 string runs = Path.Combine(settings.OutputFolder, "runs");
-Directory.CreateDirectory(runs);
 var methods = StudyPlan.Methods().Where(m => settings.Methods is null || settings.Methods.Contains(m.Name)).ToList();
+// Finished runs are reused only under the settings that made them (a quick check always starts afresh).
+string protocol = $"train {settings.TrainRows}, test {settings.TestRows}, epochs {settings.Epochs}, max length {settings.MaxSequenceLength}, methods {string.Join(" | ", methods.Select(m => m.Name))}";
+string protocolFile = Path.Combine(runs, "protocol.txt");
+if (settings.Job is null)
+{
+    if (settings.Quick && Directory.Exists(runs)) Directory.Delete(runs, recursive: true);
+    if (File.Exists(protocolFile) && File.ReadAllText(protocolFile) != protocol)
+    {
+        Console.Error.WriteLine($"The runs in {runs} were made with other settings ({File.ReadAllText(protocolFile)}); pass another --out, or delete the folder to start again.");
+        return 2;
+    }
+    Directory.CreateDirectory(runs);
+    File.WriteAllText(protocolFile, protocol);
+}
 string RunFile(string sequence, int seed) => Path.Combine(runs, $"{sequence}.seed{seed}.json");
 
 if (settings.Job is { } job)

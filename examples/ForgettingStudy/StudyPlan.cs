@@ -32,12 +32,12 @@ internal static class StudyPlan
         new("shared LoRA + EWC", SequenceStrategy.SharedAdapter) { RetentionPenalty = RetentionPenalty.Ewc(1) },
         SequenceMethod.Of(SequenceStrategy.OrthogonalAdapters),
         SequenceMethod.Of(SequenceStrategy.MergedAdapters),
-        new("shared LoRA + budget 5 pts", SequenceStrategy.SharedAdapter) { ForgettingBudget = new ForgettingBudget(0.05) { EveryNSteps = 8 } },
+        new("shared LoRA + budget 5 pts", SequenceStrategy.SharedAdapter) { ForgettingBudget = new ForgettingBudget(0.05) { EveryNSteps = 8, MaxCheckRows = 200 } },
     ];
 
     /// <summary>
     /// The sequence settings: batch 16, one epoch per task, learning rates 1e-4 (full) and 2e-3 (LoRA), high enough for
-    /// a fresh head to learn each task in one short epoch; 250 probe rows; the internal measures off (the accuracy matrix
+    /// a fresh head to learn each task in one short epoch; 200 probe rows; the internal measures off (the accuracy matrix
     /// is what this study compares).
     /// </summary>
     public static ForgettingEvaluator.Options Options(StudySettings settings, int seed) => new()
@@ -46,12 +46,13 @@ internal static class StudyPlan
         MaxSequenceLength = settings.MaxSequenceLength,
         MaxTrainExamples = settings.TrainRows,
         MaxTestExamples = settings.TestRows,
-        MaxProbeTrainExamples = 250,
+        MaxProbeTrainExamples = 200,
         Epochs = settings.Epochs,
         TrainBatchSize = 16,
         FullLearningRate = 1e-4,
         LoraLearningRate = 2e-3,
         Lora = new LoraConfig { Rank = 8, Alpha = 16, TargetModules = LoraTargetModules.Query | LoraTargetModules.Value },
+        BatchSize = 64,
         DriftExamples = 64,
         MeasureGradientConflict = false,
         MeasureSharpness = false,

@@ -10,10 +10,10 @@ internal sealed record StudySettings
     public int[] Seeds { get; init; } = [1, 2, 3];
     public string[] Sequences { get; init; } = [.. StudyPlan.SequenceNames];
     public string[]? Methods { get; init; }
-    public int TrainRows { get; init; } = 500;
+    public int TrainRows { get; init; } = 300;
     public int TestRows { get; init; } = 1000;
     public int Epochs { get; init; } = 1;
-    public int MaxSequenceLength { get; init; } = 48;
+    public int MaxSequenceLength { get; init; } = 32;
     public int Workers { get; init; } = Math.Max(1, Environment.ProcessorCount);
     public int Resamples { get; init; } = 2000;
     public bool Quick { get; init; }
@@ -35,10 +35,10 @@ internal sealed record StudySettings
           --seeds <a,b,...>      seeds (1,2,3)
           --sequences <a,b>      sequences by name (sst2-ag_news-emotion,banking77-sms_spam-emotion)
           --methods <a,b,...>    methods by name (all; see StudyPlan.cs)
-          --train-rows <n>       training rows per task (500)
+          --train-rows <n>       training rows per task (300)
           --test-rows <n>        test rows per task (1000)
           --epochs <n>           epochs per task (1)
-          --max-length <n>       tokens per text (48)
+          --max-length <n>       tokens per text (32)
           --workers <n>          child processes at once (the processor count)
           --resamples <n>        bootstrap resamples (2000)
           --quick                a CI-sized check: seed 1, one sequence of two tasks, 48 train and 48 test rows,
