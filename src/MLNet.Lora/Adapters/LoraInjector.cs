@@ -92,6 +92,10 @@ public static class LoraInjector
     public static IDisposable ActivateAdapter(this nn.Module model, string? adapterName)
     {
         var layers = FindLoraLayers(model).Select(l => (l.Layer, Previous: l.Layer.ActiveAdapter)).ToList();
+        // Check every layer first, so that a refusal leaves no layer switched.
+        if (adapterName is not null && layers.FirstOrDefault(l => !l.Layer.AdapterNames.Contains(adapterName)) is { Layer: not null } missing)
+            throw new KeyNotFoundException($"No adapter named '{adapterName}' on every adapted layer (the layer with {string.Join(", ", missing.Layer.AdapterNames)} lacks it).");
+        if (layers.Any(l => l.Layer.IsMerged)) throw new InvalidOperationException("Unmerge the adapters before switching them.");
         foreach (var (layer, _) in layers) layer.SetActiveAdapter(adapterName);
         return new AdapterActivation(layers);
     }

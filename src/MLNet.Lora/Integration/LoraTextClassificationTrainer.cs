@@ -124,8 +124,8 @@ public sealed class LoraTextClassificationTrainer : IEstimator<LoraTextClassific
         /// <summary>
         /// Tasks whose knowledge the fit should keep (for instance what the base model is used for elsewhere): what EWC's
         /// Fisher is estimated on and what a <see cref="ForgettingBudget"/> measures. Each is read out by a linear probe
-        /// fitted on the model before training (see <see cref="Forgetting.ForgettingEvaluator"/>), on at most 1,000 rows,
-        /// with 500 held-out rows for the budget's checks.
+        /// fitted on the model before training (see <see cref="Forgetting.ForgettingEvaluator"/>) on at most 1,000 of its rows;
+        /// the budget's checks read <see cref="Training.ForgettingBudget.MaxCheckRows"/> held-out rows of each.
         /// </summary>
         public IReadOnlyList<Forgetting.ForgettingTask>? RetentionTasks;
 

@@ -39,6 +39,10 @@ internal static class RetentionOptions
         if (o.Rehearsal is { } rehearsal)
         {
             Check(rehearsal.Tasks is { Count: > 0 } && rehearsal.Tasks.All(t => t is not null), "Rehearsal.Tasks", rehearsal.Tasks?.Count, "must list at least one earlier task.");
+            var twice = rehearsal.Tasks!.GroupBy(t => t.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+            Check(twice is null, "Rehearsal.Tasks", twice?.Key, $"names '{twice?.Key}' twice: give every replayed task its own name (each gets its own head).");
+            Check(o.Mode != FineTuningMode.HeadOnly, "Rehearsal", o.Mode,
+                $"has nothing to keep in {nameof(FineTuningMode)}.{nameof(FineTuningMode.HeadOnly)}: the encoder does not train, so replay would only train heads that are dropped. Use Mode = Lora or Full.");
             Training.Rehearsal.ValidateRatio(rehearsal.Ratio, $"{Options}.Rehearsal.Ratio");
         }
         if (o.RetentionPenalty is { } penalty)
@@ -83,9 +87,10 @@ internal static class RetentionOptions
         var retention = o.RetentionTasks?.Select(t => Read(nameof(o.RetentionTasks), t, measurements.ReadRetention)).ToList() ?? [];
         var penalties = new List<ITrainingPenalty>();
         ProbeRetentionCheck? check = null;
+        RehearsalRows? rehearsal = null;
         try
         {
-            var rehearsal = o.Rehearsal is { } r ? Rehearsal(r, model, tokenizer, o.MaxSequenceLength, device, seed, channel) : null;
+            rehearsal = o.Rehearsal is { } r ? Rehearsal(r, model, tokenizer, o.MaxSequenceLength, device, seed, channel) : null;
             var encoderWeights = model.Encoder.parameters().Where(p => p.requires_grad).ToList();
             if (o.RetentionPenalty is { Strength: > 0 } penalty)
             {
@@ -102,7 +107,8 @@ internal static class RetentionOptions
                 channel.Info(MessageSensitivity.None, $"O-LoRA: the adapter's A is held orthogonal to {earlier.Count} earlier adapter(s), λ = {o.OrthogonalityStrength:G3}.");
             }
             if (o.ForgettingBudget is { } budget)
-                check = ProbeRetentionCheck.Fit(measurements, start, retention, budget.Probe, o.CancellationToken);
+                check = ProbeRetentionCheck.Fit(measurements, start, retention.Select(t => t with { Test = t.Test.Sample(budget.MaxCheckRows, seed) }).ToList(),
+                    budget.Probe, o.CancellationToken);
             return new RetentionControls
             {
                 Rehearsal = rehearsal,
@@ -116,6 +122,7 @@ internal static class RetentionOptions
         {
             foreach (var p in penalties) p.Dispose();
             check?.Dispose();
+            if (rehearsal is not null) foreach (var task in rehearsal.Tasks) task.Head.Dispose();
             throw;
         }
     }

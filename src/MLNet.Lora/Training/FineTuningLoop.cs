@@ -149,18 +149,20 @@ internal sealed class FineTuningLoop
                 if (budget is not null)
                 {
                     // The budget keeps its own checkpoint: the best validation accuracy (or the latest) within budget.
-                    if (budget.Exceeded || !budget.Check(epoch, step, accuracy, log) || stop) break;
-                    continue;
+                    if (budget.Exceeded || !budget.Check(epoch, step, accuracy, log)) break;
+                }
+                else if (accuracy is { } acc && acc > bestAccuracy)
+                {
+                    DisposeAll(best);
+                    best = Snapshot(trainable);
                 }
 
-                if (accuracy is { } acc)
+                if (accuracy is { } validated)
                 {
-                    if (acc > bestAccuracy)
+                    if (validated > bestAccuracy)
                     {
-                        bestAccuracy = acc;
+                        bestAccuracy = validated;
                         epochsWithoutImprovement = 0;
-                        DisposeAll(best);
-                        best = Snapshot(trainable);
                     }
                     else if (settings.EarlyStoppingPatience is { } patience && ++epochsWithoutImprovement >= patience)
                     {
@@ -212,7 +214,8 @@ internal sealed class FineTuningLoop
 
     /// <summary>
     /// A step on the new rows with replayed old rows in the same forward pass: each row's cross-entropy through its own
-    /// task's head, averaged over all rows. Returns that mean (penalties included).
+    /// task's head, averaged over all rows. Returns that mean, penalties included (so the reported training loss of a
+    /// fit with replay or a penalty is not the new task's loss alone).
     /// </summary>
     private double RehearsalStep(LabeledTexts data, int[] indices, RehearsalRows rehearsal, OptimizerHelper optimizer, List<Parameter> trainable)
     {
@@ -257,11 +260,11 @@ internal sealed class FineTuningLoop
     {
         var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         if (controls?.Rehearsal is { } rehearsal)
-            foreach (var task in rehearsal.Tasks)
-                foreach (var (name, parameter) in task.Head.named_parameters())
+            for (int t = 0; t < rehearsal.Tasks.Count; t++)
+                foreach (var (name, parameter) in rehearsal.Tasks[t].Head.named_parameters())
                 {
                     parameter.requires_grad = true;
-                    trainable.Add(($"rehearsal.{task.Name}.{name}", parameter));
+                    trainable.Add(($"rehearsal.{t}.{name}", parameter));
                 }
         return trainable;
     }

@@ -41,6 +41,7 @@ public class SequenceMethodTests
         {
             SequenceStrategy.OrthogonalAdapters,
             SequenceStrategy.MergedAdapters,
+            new("O-LoRA + EWC", SequenceStrategy.OrthogonalAdapters) { RetentionPenalty = RetentionPenalty.Ewc(1, fisherExamples: 16) },
             new("shared + EWC", SequenceStrategy.SharedAdapter) { RetentionPenalty = RetentionPenalty.Ewc(1, fisherExamples: 16) },
             new("full + L2-SP", SequenceStrategy.FullFineTuning) { RetentionPenalty = RetentionPenalty.L2SP(1) },
             new("shared + budget", SequenceStrategy.SharedAdapter) { ForgettingBudget = new ForgettingBudget(0.5) { EveryNSteps = 4, MaxCheckRows = 40 } },
@@ -48,7 +49,7 @@ public class SequenceMethodTests
         var report = new ForgettingEvaluator(ml, options).RunSequences(ComparedModel.FromEncoder(encoder),
             [ForgettingTestData.Sentiment(ml), ForgettingTestData.Subject(ml), ForgettingTestData.Topics(ml, withTest: true)], methods);
 
-        report.Sequences.Select(s => s.Method).Should().Equal("O-LoRA", "merged adapters (TIES)", "shared + EWC", "full + L2-SP", "shared + budget");
+        report.Sequences.Select(s => s.Method).Should().Equal("O-LoRA", "merged adapters (TIES)", "O-LoRA + EWC", "shared + EWC", "full + L2-SP", "shared + budget");
         foreach (var run in report.Sequences)
         {
             run.Seed.Should().Be(options.Seed);
@@ -68,7 +69,7 @@ public class SequenceMethodTests
         budget.Budgets.Skip(1).Should().OnlyContain(b => b != null && b.Checks.Count >= 2);
 
         var summaries = SequenceSummary.Summarize(report.Sequences, resamples: 100);
-        summaries.Should().HaveCount(5);
+        summaries.Should().HaveCount(6);
     }
 
     [Fact]
@@ -120,6 +121,8 @@ public class SequenceMethodTests
 
     [Theory]
     [InlineData("rehearsal")]
+    [InlineData("penalty")]
+    [InlineData("fresh budget")]
     [InlineData("strength")]
     [InlineData("budget")]
     [InlineData("density")]
@@ -132,6 +135,8 @@ public class SequenceMethodTests
         SequenceMethod[] methods = what switch
         {
             "rehearsal" => [new("per task + replay", SequenceStrategy.AdapterPerTask) { RehearsalRatio = 0.2 }],
+            "penalty" => [new("merged + EWC", SequenceStrategy.MergedAdapters) { RetentionPenalty = RetentionPenalty.Ewc(1) }],
+            "fresh budget" => [new("per task + budget", SequenceStrategy.AdapterPerTask) { ForgettingBudget = new ForgettingBudget(0.05) }],
             "strength" => [new("nan", SequenceStrategy.FullFineTuning) { RetentionPenalty = RetentionPenalty.L2SP(double.NaN) }],
             "budget" => [new("budget", SequenceStrategy.SharedAdapter) { ForgettingBudget = new ForgettingBudget(1.5) }],
             "density" => [new("merged", SequenceStrategy.MergedAdapters) { MergeDensity = 0 }],
@@ -140,6 +145,8 @@ public class SequenceMethodTests
         string expected = what switch
         {
             "rehearsal" => "*'per task + replay'*rehearsal*SharedAdapter*",
+            "penalty" => "*'merged + EWC'*penalty*fresh adapter*Fisher is zero*",
+            "fresh budget" => "*'per task + budget'*budget*never scored with*",
             "strength" => "*'nan'.RetentionPenalty.Strength must be a finite number*",
             "budget" => "*'budget'.ForgettingBudget.MaxDrop must be in ?0, 1?*",
             "density" => "*'merged'.MergeDensity must be in (0, 1]*",

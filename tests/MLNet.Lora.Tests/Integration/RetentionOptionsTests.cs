@@ -46,6 +46,8 @@ public class RetentionOptionsTests(TinyEncoderFixture fixture) : IClassFixture<T
         { "orthogonal in full mode", "*Options.OrthogonalTo needs Mode = Lora*" },
         { "negative orthogonality", "*Options.OrthogonalityStrength must be a finite number ≥ 0*" },
         { "budget above one", "*Options.ForgettingBudget.MaxDrop must be in ?0, 1?*" },
+        { "rehearsal twice", "*Options.Rehearsal.Tasks names 'topics' twice*" },
+        { "rehearsal in head-only mode", "*Options.Rehearsal has nothing to keep in FineTuningMode.HeadOnly*" },
     };
 
     [Theory]
@@ -67,6 +69,8 @@ public class RetentionOptionsTests(TinyEncoderFixture fixture) : IClassFixture<T
                 case "orthogonal in full mode": o.Mode = FineTuningMode.Full; o.OrthogonalTo = ["earlier.zip"]; break;
                 case "negative orthogonality": o.OrthogonalityStrength = -0.5; break;
                 case "budget above one": o.RetentionTasks = [topics]; o.ForgettingBudget = new ForgettingBudget(1.5); break;
+                case "rehearsal twice": o.Rehearsal = new Rehearsal([topics, topics], 0.2); break;
+                case "rehearsal in head-only mode": o.Mode = FineTuningMode.HeadOnly; o.Rehearsal = new Rehearsal([topics], 0.2); break;
             }
         });
         var make = () => ml.MulticlassClassification.Trainers.LoraTextClassification(options);
@@ -134,6 +138,46 @@ public class RetentionOptionsTests(TinyEncoderFixture fixture) : IClassFixture<T
                 return LoraInjector.Adapters(a.Model.Encoder).Sum(f => olds[f.Path].matmul(f.A.t()).square().sum().item<float>());
             }
             Overlap(50).Should().BeLessThan(0.5 * Overlap(0), "the penalty λ·Σ‖A_old A_newᵀ‖² pushes the subspaces apart");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void WithValidationDataTheBudgetKeepsTheBestEpochWithinBudgetAndPatienceStillStops()
+    {
+        var (ml, train) = Data();
+        var validation = ml.Data.TrainTestSplit(train, testFraction: 0.5, seed: 1);
+        var topics = Topics(ml);
+        var accuracies = new List<double?>();
+        using var model = ml.MulticlassClassification.Trainers.LoraTextClassification(Options(o =>
+        {
+            o.MaxEpochs = 6;
+            o.LearningRate = 5e-2;
+            o.EarlyStoppingPatience = 1;
+            o.RetentionTasks = [topics];
+            o.ForgettingBudget = new ForgettingBudget(1.0) { MaxCheckRows = 20 };
+            o.EpochEnded = c => accuracies.Add(c.ValidationAccuracy);
+        })).Fit(validation.TrainSet, validation.TestSet);
+        var outcome = model.ForgettingBudgetOutcome!;
+        int best = accuracies.Select((a, i) => (a, i)).OrderByDescending(x => x.a).ThenBy(x => x.i).First().i;   // first epoch with the best accuracy
+        outcome.KeptStep.Should().Be(outcome.Checks[best + 1].Step, "the kept checkpoint is the best validation epoch within budget");
+        bool improvedLast = accuracies.Count < 2 || accuracies[^1] > accuracies.Take(accuracies.Count - 1).Max();
+        if (accuracies.Count < 6) improvedLast.Should().BeFalse("patience stopped the fit after an epoch without improvement");
+    }
+
+    [Fact]
+    public void OrthogonalToReadsAPeftFolder()
+    {
+        string dir = Directory.CreateTempSubdirectory("mlnet-lora-olora-").FullName;
+        try
+        {
+            using var earlier = Fit(Options(o => o.Seed = 5));
+            earlier.SavePeftAdapter(Path.Combine(dir, "earlier"));
+            using var next = Fit(Options(o => o.OrthogonalTo = [Path.Combine(dir, "earlier")]));
+            next.TrainingHistory.Should().HaveCount(2);
         }
         finally
         {

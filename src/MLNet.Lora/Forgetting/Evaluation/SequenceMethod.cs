@@ -56,9 +56,16 @@ public sealed record SequenceMethod(string Name, SequenceStrategy Strategy)
         string at = $"{nameof(SequenceMethod)} '{Name}'";
         if (!Enum.IsDefined(Strategy)) throw new ArgumentOutOfRangeException(nameof(Strategy), Strategy, $"{at}: unknown strategy {Strategy}.");
         if (RehearsalRatio != 0) Rehearsal.ValidateRatio(RehearsalRatio, $"{at}.{nameof(RehearsalRatio)}");
-        if (RehearsalRatio > 0 && Strategy == SequenceStrategy.AdapterPerTask)
-            throw new ArgumentException($"{at}: rehearsal with one adapter per task replays old rows through the new task's adapter, which no old task is evaluated with. " +
-                                        $"Use {nameof(SequenceStrategy.SharedAdapter)} or {nameof(SequenceStrategy.FullFineTuning)}.", nameof(RehearsalRatio));
+        // With a fresh adapter per task that old tasks are never scored through, replay, a penalty or a budget would act
+        // on weights no old task reads: nothing would be kept, so say so rather than run it.
+        bool freshAdapters = Strategy is SequenceStrategy.AdapterPerTask or SequenceStrategy.MergedAdapters;
+        string remedy = $"Use {nameof(SequenceStrategy.SharedAdapter)}, {nameof(SequenceStrategy.OrthogonalAdapters)} or {nameof(SequenceStrategy.FullFineTuning)}.";
+        if (freshAdapters && RehearsalRatio > 0)
+            throw new ArgumentException($"{at}: rehearsal with {Strategy} replays old rows through the new task's adapter, which no old task is scored with. {remedy}", nameof(RehearsalRatio));
+        if (freshAdapters && RetentionPenalty is { Strength: > 0 })
+            throw new ArgumentException($"{at}: a retention penalty with {Strategy} holds the new task's fresh adapter, which no old task's loss depends on (its Fisher is zero). {remedy}", nameof(RetentionPenalty));
+        if (freshAdapters && ForgettingBudget is not null)
+            throw new ArgumentException($"{at}: a forgetting budget with {Strategy} would measure the old tasks through the new task's adapter, which they are never scored with. {remedy}", nameof(ForgettingBudget));
         RetentionPenalty?.Validate($"{at}.{nameof(RetentionPenalty)}");
         ForgettingBudget?.Validate($"{at}.{nameof(ForgettingBudget)}");
         if (!(OrthogonalityStrength >= 0) || !double.IsFinite(OrthogonalityStrength))

@@ -85,6 +85,8 @@ internal sealed record TaskData(string Name, string[] ClassNames, TaskRows Train
         var names = ClassNamesOf(task, task.Train, raw, null);
         var index = names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
         var rows = new TaskRows(raw.Select(r => r.Text).ToList(), raw.Select(r => index[r.Label]).ToList());
+        if (rows.Labels.Distinct().Take(2).Count() < 2)
+            throw new ArgumentException($"Task '{task.Name}': the training rows hold fewer than two classes in column '{task.LabelColumnName}'.", nameof(task));
         return new TaskData(task.Name, names, rows, new TaskRows([], []));
     }
 

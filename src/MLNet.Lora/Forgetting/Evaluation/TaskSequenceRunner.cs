@@ -274,10 +274,11 @@ internal sealed class TaskSequenceRunner
             var delta = AdapterArithmetic.Ties(deltas, deltas.Select(_ => 1.0).ToList(), method.MergeDensity);
             merged[path] = AdapterArithmetic.Factor(delta, (i + 1) * options.Lora.Rank);
         }
-        // alpha = rank: scaling 1, since the factors carry the whole update.
+        // TIES output is not low-rank: the SVD keeps its best rank-(i+1)·r approximation, as PEFT's ties does for LoRA.
+        // alpha = rank without rsLoRA: scaling 1, since the factors carry the update.
         int rank = (i + 1) * options.Lora.Rank;
         using (encoder.ActivateAdapter(null))
-            LoraInjector.Inject(encoder, options.Lora with { Rank = rank, Alpha = rank, RankPattern = null, AlphaPattern = null }, MergedAdapter);
+            LoraInjector.Inject(encoder, options.Lora with { Rank = rank, Alpha = rank, UseRsLora = false, RankPattern = null, AlphaPattern = null }, MergedAdapter);
         foreach (var (path, layer) in layers)
         {
             var (a, b) = merged[path];
@@ -362,14 +363,17 @@ internal sealed class TaskSequenceRunner
         }
     }
 
-    /// <summary>EWC before step i: the earlier tasks' empirical Fisher at the current weights, each task through its own head and adapter.</summary>
+    /// <summary>
+    /// EWC before step i: the earlier tasks' empirical Fisher at the current weights, each task through its own head and
+    /// the adapter it is scored with (for O-LoRA the new one, over the earlier ones folded into the weights).
+    /// </summary>
     private Tensor[] Fisher(int i, IReadOnlyList<Parameter> weights, int examples)
     {
         using var measuring = new MeasurementScope(encoder);
         return FisherDiagonal.Estimate(weights, examples, n =>
         {
             int j = n % i, row = n / i % train[j].Count;
-            using var active = encoder.ActivateAdapter(EvaluatedAdapter(j, i - 1));
+            using var active = encoder.ActivateAdapter(Strategy == SequenceStrategy.OrthogonalAdapters ? TrainedAdapter(i) : EvaluatedAdapter(j, i - 1));
             return HeadLoss(j, train[j], [row]);
         }, cancellationToken);
     }

@@ -49,7 +49,7 @@ public sealed record ForgettingBudgetCheck(int Epoch, int Step, double Drop, boo
 /// <summary>What a <see cref="ForgettingBudget"/> did in a fit.</summary>
 /// <param name="Budget">The budget.</param>
 /// <param name="Checks">Every check, in order (the start's, with drop 0, first).</param>
-/// <param name="StoppedEarly">Whether the budget ended training before its planned steps.</param>
+/// <param name="StoppedEarly">Whether a check found the drop over budget (training ended there, even when that was its last step).</param>
 /// <param name="KeptStep">The optimizer step whose weights the model kept (0: the start, when no step stayed within budget).</param>
 public sealed record ForgettingBudgetOutcome(ForgettingBudget Budget, IReadOnlyList<ForgettingBudgetCheck> Checks, bool StoppedEarly, int KeptStep)
 {

@@ -6,7 +6,9 @@ public enum RetentionPenaltyKind
     /// <summary>
     /// L2-SP (Li, Grandvalet &amp; Davoine 2018, "Explicit Inductive Bias for Transfer Learning with Convolutional
     /// Networks"): (λ/2)·‖θ − θ₀‖² over the encoder weights that train, θ₀ their values when the fit starts. Costs one
-    /// copy of the trainable encoder weights and an elementwise pass per step.
+    /// copy of the trainable encoder weights and an elementwise pass per step. In LoRA mode with a fresh adapter θ₀ is
+    /// A's random start and B = 0, so it mostly limits B (the size of the update); it holds what earlier training left
+    /// when the adapter continues one (a task sequence's shared adapter, <c>InitialAdapter</c>).
     /// </summary>
     L2SP,
 
@@ -14,7 +16,8 @@ public enum RetentionPenaltyKind
     /// Elastic weight consolidation (Kirkpatrick et al. 2017, "Overcoming catastrophic forgetting in neural networks"):
     /// (λ/2)·Σ F_k (θ_k − θ₀_k)², F the diagonal empirical Fisher of the retention tasks' loss at θ₀ (mean squared
     /// per-example gradient, each task read out by a probe fitted on the start model, or by its own head in a task
-    /// sequence), scaled to mean 1 so that λ is on L2-SP's scale. Costs one forward and backward pass per Fisher example before training, and two copies of the
+    /// sequence), scaled to mean 1 so that λ is on L2-SP's scale. With a fresh adapter (B = 0) A's Fisher is zero, so
+    /// only B is held. Costs one forward and backward pass per Fisher example before training, and two copies of the
     /// trainable encoder weights.
     /// </summary>
     Ewc,

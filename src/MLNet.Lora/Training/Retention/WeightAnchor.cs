@@ -37,7 +37,8 @@ internal sealed class WeightAnchor : ITrainingPenalty
         using var noGrad = no_grad();
         if (importance is not null)
         {
-            double mean = importance.Sum(t => t.sum().item<float>()) / importance.Sum(t => t.numel());
+            double mean;
+            using (NewDisposeScope()) mean = importance.Sum(t => t.sum().item<float>()) / importance.Sum(t => t.numel());
             // All zero (no retention gradient reached these weights): nothing to weigh, so nothing is held.
             foreach (var t in importance) t.div_(mean > 0 ? mean : 1);
         }
