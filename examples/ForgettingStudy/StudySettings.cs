@@ -43,7 +43,8 @@ internal sealed record StudySettings
           --resamples <n>        bootstrap resamples (2000)
           --quick                a CI-sized check: seed 1, one sequence of two tasks, 48 train and 48 test rows,
                                  three methods (minutes)
-          --timeline             instead: the earlier monitored fine-tunes and retention study (parts 2 and 3)
+          --timeline             instead: the earlier study (its sequence with every internal measure, the monitored
+                                 fine-tunes and the retention of four tasks; 1000 train and 400 test rows, 64 tokens)
           --render <report.json> redraw the tables and charts of a saved timeline report (no training)
           Finished (sequence, seed) runs are kept in <out>/runs and skipped when the command is run again.
         """;
@@ -55,6 +56,7 @@ internal sealed record StudySettings
             DataFolder = Path.GetFullPath(Path.Combine(repositoryRoot, "..", "shared", "data")),
             OutputFolder = Path.Combine(repositoryRoot, "artifacts", "forgetting-study"),
         };
+        var given = new HashSet<string>(args.Where(a => a.StartsWith("--", StringComparison.Ordinal)));
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
@@ -90,6 +92,14 @@ internal sealed record StudySettings
                 _ => throw new ArgumentException($"Unknown option '{args[i]}'.\n{Usage}"),
             };
         }
+        // The earlier study keeps its own sizes unless they are given.
+        if (settings.Timeline)
+            settings = settings with
+            {
+                TrainRows = given.Contains("--train-rows") ? settings.TrainRows : 1000,
+                TestRows = given.Contains("--test-rows") ? settings.TestRows : 400,
+                MaxSequenceLength = given.Contains("--max-length") ? settings.MaxSequenceLength : 64,
+            };
         if (settings.Quick)
             settings = settings with
             {

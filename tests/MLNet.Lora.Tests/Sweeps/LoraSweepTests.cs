@@ -65,7 +65,8 @@ public class LoraSweepTests(TinyEncoderFixture fixture) : IClassFixture<TinyEnco
         engine.Predict(new TextRow { Text = "the film was really great" }).PredictedLabel.Should().BeOneOf("positive", "negative");
         string path = Path.Combine(fixture.Root, $"{Guid.NewGuid():N}-best.zip");
         ml.Model.SaveWithAdapters(result.BestModel, train.Schema, path);
-        new FileInfo(path).Length.Should().Be(result.BestTrial.AdapterFileBytes);
+        // ML.NET deflates its time-stamped model entries, so two saves of one model can differ by a few bytes.
+        new FileInfo(path).Length.Should().BeCloseTo(result.BestTrial.AdapterFileBytes!.Value, 64);
         var expected = result.BestModel.Transform(validation).GetColumn<float[]>("Score").ToArray();
         var actual = ml.Model.LoadWithAdapters(path, out _).Transform(validation).GetColumn<float[]>("Score").ToArray();
         actual.Zip(expected).Should().OnlyContain(p => p.First.Zip(p.Second).All(v => Math.Abs(v.First - v.Second) < 1e-5));
