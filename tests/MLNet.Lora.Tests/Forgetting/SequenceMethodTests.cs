@@ -6,6 +6,16 @@ namespace MLNet.Lora.Tests.Forgetting;
 
 public class SequenceMethodTests
 {
+    /// <summary>The fast options with the accuracy matrix alone (no per-task conflict or sharpness), so methods share their first task.</summary>
+    private static ForgettingEvaluator.Options MatrixOnly(int epochs)
+    {
+        var options = ForgettingTestData.FastOptions();
+        options.Epochs = epochs;
+        options.MeasureGradientConflict = false;
+        options.MeasureSharpness = false;
+        return options;
+    }
+
     [Fact]
     public void RehearsalForgetsLessThanTrainingWithoutIt()
     {
@@ -13,10 +23,7 @@ public class SequenceMethodTests
         // so full fine-tuning on it at a high rate overwrites what the first task's head reads.
         var ml = new MLContext(seed: 1);
         using var encoder = TinyEncoders.Create();
-        var options = ForgettingTestData.FastOptions();
-        options.Epochs = 4;
-        options.MeasureGradientConflict = false;
-        options.MeasureSharpness = false;
+        var options = MatrixOnly(4);
         var report = new ForgettingEvaluator(ml, options).RunSequences(ComparedModel.FromEncoder(encoder),
             [ForgettingTestData.Sentiment(ml), ForgettingTestData.Subject(ml)],
             [SequenceStrategy.FullFineTuning, new SequenceMethod("full + rehearsal", SequenceStrategy.FullFineTuning) { RehearsalRatio = 0.5 }]);
@@ -33,10 +40,7 @@ public class SequenceMethodTests
     {
         var ml = new MLContext(seed: 1);
         using var encoder = TinyEncoders.Create();
-        var options = ForgettingTestData.FastOptions();
-        options.Epochs = 1;
-        options.MeasureGradientConflict = false;
-        options.MeasureSharpness = false;
+        var options = MatrixOnly(1);
         var methods = new SequenceMethod[]
         {
             SequenceStrategy.OrthogonalAdapters,
@@ -80,9 +84,7 @@ public class SequenceMethodTests
         // strategy reads it through task 0's adapter alone, exactly as before.
         var ml = new MLContext(seed: 1);
         using var encoder = TinyEncoders.Create();
-        var options = ForgettingTestData.FastOptions();
-        options.MeasureGradientConflict = false;
-        options.MeasureSharpness = false;
+        var options = MatrixOnly(ForgettingTestData.FastOptions().Epochs);
         var report = new ForgettingEvaluator(ml, options).RunSequences(ComparedModel.FromEncoder(encoder),
             [ForgettingTestData.Sentiment(ml), ForgettingTestData.Subject(ml)],
             [SequenceStrategy.AdapterPerTask, new SequenceMethod("stacked", SequenceStrategy.OrthogonalAdapters) { OrthogonalityStrength = 0 }]);
@@ -100,10 +102,7 @@ public class SequenceMethodTests
         // The first task's state is computed once per kind of method and copied to the others; that must change nothing.
         var ml = new MLContext(seed: 1);
         using var encoder = TinyEncoders.Create();
-        var options = ForgettingTestData.FastOptions();
-        options.Epochs = 1;
-        options.MeasureGradientConflict = false;
-        options.MeasureSharpness = false;
+        var options = MatrixOnly(1);
         var evaluator = new ForgettingEvaluator(ml, options);
         ForgettingTask[] tasks = [ForgettingTestData.Sentiment(ml), ForgettingTestData.Subject(ml)];
         var rehearsal = new SequenceMethod("shared + rehearsal", SequenceStrategy.SharedAdapter) { RehearsalRatio = 0.5 };
