@@ -31,7 +31,7 @@ internal sealed class FirstStepCache : IDisposable
 
     /// <summary>Stores the state after the first task (the encoder's weights without adapters, the adapter's factors, the head, the first row).</summary>
     public void Add(SequenceStrategy strategy, string method, BertModel encoder, string? adapter, TextClassificationModel first, bool[][] correct,
-        long trainedParameters, double trainingSeconds)
+        long trainedParameters, double trainingSeconds, double seconds)
     {
         if (states.ContainsKey(KindOf(strategy))) return;
         using var noGrad = no_grad();
@@ -40,7 +40,7 @@ internal sealed class FirstStepCache : IDisposable
         var factors = adapter is null ? null
             : LoraInjector.Adapters(encoder, adapter).ToDictionary(f => f.Path, f => (f.A.detach().clone().DetachFromDisposeScope(), f.B.detach().clone().DetachFromDisposeScope()), StringComparer.Ordinal);
         states[KindOf(strategy)] = new State(method, plain, factors, first.Classifier.weight!.detach().clone().DetachFromDisposeScope(),
-            first.Classifier.bias!.detach().clone().DetachFromDisposeScope(), correct.Select(c => c.ToArray()).ToArray(), trainedParameters, trainingSeconds);
+            first.Classifier.bias!.detach().clone().DetachFromDisposeScope(), correct.Select(c => c.ToArray()).ToArray(), trainedParameters, trainingSeconds, seconds);
     }
 
     public void Dispose()
@@ -57,8 +57,9 @@ internal sealed class FirstStepCache : IDisposable
     /// <param name="Correct">The first accuracy row, row by row.</param>
     /// <param name="TrainedParameters">Encoder parameters that trained.</param>
     /// <param name="TrainingSeconds">What the first task's training took.</param>
+    /// <param name="Seconds">What the first task took with its measurements, so that a method that reuses it reports its time as if it ran alone.</param>
     internal sealed record State(string Method, BertModel Encoder, Dictionary<string, (Tensor A, Tensor B)>? Adapter, Tensor HeadWeight, Tensor HeadBias,
-        bool[][] Correct, long TrainedParameters, double TrainingSeconds) : IDisposable
+        bool[][] Correct, long TrainedParameters, double TrainingSeconds, double Seconds) : IDisposable
     {
         public void Dispose()
         {

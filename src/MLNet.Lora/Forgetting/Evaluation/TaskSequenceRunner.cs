@@ -72,7 +72,7 @@ internal sealed class TaskSequenceRunner
         var drift = new List<InternalComparison>();
         var budgets = new List<ForgettingBudgetOutcome?>();
         var trained = new long[t];
-        double trainingSeconds = 0;
+        double trainingSeconds = 0, reusedSeconds = 0;
         var snapshots = new List<BertModel>();
 
         encoder = LoraInjector.MergeAndUnload(start.Encoder);
@@ -90,7 +90,7 @@ internal sealed class TaskSequenceRunner
             {
                 Report($"step 1/{t}: '{tasks[0].Name}' trains as in '{done.Method}' (every method of this kind starts alike), so its state is reused");
                 RestoreFirstStep(done);
-                (correct[0], trained[0], trainingSeconds) = (done.Correct.ToArray(), done.TrainedParameters, done.TrainingSeconds);
+                (correct[0], trained[0], trainingSeconds, reusedSeconds) = (done.Correct.ToArray(), done.TrainedParameters, done.TrainingSeconds, done.Seconds);
                 for (int j = 0; j < t; j++) accuracy[0][j] = LinearProbe.Share(correct[0][j]);
                 budgets.Add(null);
                 using (encoder.ActivateAdapter(EvaluatedAdapter(0, 0))) snapshots.Add(LoraInjector.MergeAndUnload(encoder));
@@ -163,7 +163,7 @@ internal sealed class TaskSequenceRunner
                 if (i < t - 1)
                     using (encoder.ActivateAdapter(EvaluatedAdapter(i, i)))
                         snapshots.Add(LoraInjector.MergeAndUnload(encoder));
-                if (i == 0) firstSteps?.Add(Strategy, method.Name, encoder, TrainedAdapter(0), models[0], correct[0], trained[0], trainingSeconds);
+                if (i == 0) firstSteps?.Add(Strategy, method.Name, encoder, TrainedAdapter(0), models[0], correct[0], trained[0], trainingSeconds, clock.Elapsed.TotalSeconds);
             }
 
             for (int j = 0; j < t - 1; j++)
@@ -212,7 +212,7 @@ internal sealed class TaskSequenceRunner
             Budgets = budgets,
             TrainedParameters = trained,
             TrainingSeconds = trainingSeconds,
-            Seconds = clock.Elapsed.TotalSeconds,
+            Seconds = reusedSeconds + clock.Elapsed.TotalSeconds,
         };
     }
 

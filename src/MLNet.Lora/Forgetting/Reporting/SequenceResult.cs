@@ -75,7 +75,7 @@ public sealed record SequenceResult
     /// <summary>Wall time of the tasks' training alone (replay, penalties and budget checks included; accuracy and the other measurements not).</summary>
     public double TrainingSeconds { get; init; }
 
-    /// <summary>Wall time of the whole sequence, measurements included.</summary>
+    /// <summary>Wall time of the whole sequence, measurements included (a first task shared with another method counts as if it ran here).</summary>
     public double Seconds { get; init; }
 
     /// <summary>The matrix as an <see cref="AccuracyMatrix"/>, with <see cref="Baseline"/>.</summary>
