@@ -146,12 +146,7 @@ internal static class RetentionOptions
         foreach (var task in rehearsal.Tasks)
         {
             var data = Read("Rehearsal", task, TaskData.ReadTraining);
-            var head = nn.Linear(model.Encoder.Config.HiddenSize, data.ClassCount);
-            using (no_grad())
-            {
-                nn.init.normal_(head.weight!, 0, 0.02);
-                nn.init.zeros_(head.bias!);
-            }
+            var head = TextClassificationModel.NewHead(model.Encoder.Config.HiddenSize, data.ClassCount);
             head.to(device);
             tasks.Add(new RehearsalTask(task.Name, data.Train.Encode(tokenizer, maxLength), head));
         }

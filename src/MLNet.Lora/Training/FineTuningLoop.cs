@@ -315,19 +315,20 @@ internal sealed class FineTuningLoop
         new(epoch, settings.MaxEpochs, step, totalSteps, loss, lr, examplesPerSecond,
             TimeSpan.FromSeconds(elapsed.TotalSeconds / Math.Max(1, step) * (totalSteps - step)));
 
-    private static Dictionary<string, Tensor> Snapshot(List<(string name, Parameter parameter)> parameters)
+    /// <summary>Copies of <paramref name="parameters"/> by name (the caller disposes them with <see cref="DisposeAll"/>).</summary>
+    internal static Dictionary<string, Tensor> Snapshot(List<(string name, Parameter parameter)> parameters)
     {
         using var _ = no_grad();
         return parameters.ToDictionary(p => p.name, p => p.parameter.detach().clone().DetachFromDisposeScope());
     }
 
-    private static void Restore(List<(string name, Parameter parameter)> parameters, Dictionary<string, Tensor> snapshot)
+    internal static void Restore(List<(string name, Parameter parameter)> parameters, Dictionary<string, Tensor> snapshot)
     {
         using var _ = no_grad();
         foreach (var (name, parameter) in parameters) parameter.copy_(snapshot[name]);
     }
 
-    private static void DisposeAll(Dictionary<string, Tensor>? tensors)
+    internal static void DisposeAll(Dictionary<string, Tensor>? tensors)
     {
         if (tensors is null) return;
         foreach (var t in tensors.Values) t.Dispose();

@@ -26,12 +26,19 @@ public sealed class TextClassificationModel : nn.Module
             throw new ArgumentException(MLNet.Lora.Encoders.Pooling.NoPoolerMessage("The base encoder"), nameof(pooling));
         bert = encoder;
         dropout = nn.Dropout(headDropout);
-        classifier = nn.Linear(encoder.Config.HiddenSize, classCount);
+        classifier = NewHead(encoder.Config.HiddenSize, classCount);
         Pooling = pooling;
         RegisterComponents();
+    }
+
+    /// <summary>A fresh classification head as BERT initialises one: weights N(0, 0.02²), bias 0.</summary>
+    internal static Linear NewHead(long hiddenSize, long classCount)
+    {
+        var head = nn.Linear(hiddenSize, classCount);
         using var _ = no_grad();
-        nn.init.normal_(classifier.weight!, 0, 0.02);
-        nn.init.zeros_(classifier.bias!);
+        nn.init.normal_(head.weight!, 0, 0.02);
+        nn.init.zeros_(head.bias!);
+        return head;
     }
 
     /// <summary>The encoder.</summary>

@@ -17,7 +17,7 @@ internal sealed class BudgetGuard : IDisposable
     private readonly List<(string Name, Parameter Parameter)> parameters;
     private readonly bool hasValidation;
     private readonly List<ForgettingBudgetCheck> checks = [new(0, 0, 0, true)];
-    private Tensor[] kept;
+    private Dictionary<string, Tensor> kept;
     private int keptStep;
     private double keptAccuracy = double.NegativeInfinity;
     private int lastCheckedStep;
@@ -29,7 +29,7 @@ internal sealed class BudgetGuard : IDisposable
         this.model = model;
         this.parameters = parameters;
         this.hasValidation = hasValidation;
-        kept = Copy();   // the start is within any budget
+        kept = FineTuningLoop.Snapshot(parameters);   // the start is within any budget
     }
 
     /// <summary>Whether a check found the drop above the budget.</summary>
@@ -58,8 +58,8 @@ internal sealed class BudgetGuard : IDisposable
         bool keep = !hasValidation || (validationAccuracy is { } accuracy ? accuracy > keptAccuracy : keptAccuracy == double.NegativeInfinity);
         if (keep)
         {
-            foreach (var t in kept) t.Dispose();
-            kept = Copy();
+            FineTuningLoop.DisposeAll(kept);
+            kept = FineTuningLoop.Snapshot(parameters);
             keptStep = step;
             if (validationAccuracy is { } a) keptAccuracy = a;
         }
@@ -70,18 +70,8 @@ internal sealed class BudgetGuard : IDisposable
     public void RestoreKept(int finalStep)
     {
         if (keptStep == finalStep && !Exceeded) return;
-        using var noGrad = no_grad();
-        for (int k = 0; k < parameters.Count; k++) parameters[k].Parameter.copy_(kept[k]);
+        FineTuningLoop.Restore(parameters, kept);
     }
 
-    public void Dispose()
-    {
-        foreach (var t in kept) t.Dispose();
-    }
-
-    private Tensor[] Copy()
-    {
-        using var noGrad = no_grad();
-        return parameters.Select(p => p.Parameter.detach().clone().DetachFromDisposeScope()).ToArray();
-    }
+    public void Dispose() => FineTuningLoop.DisposeAll(kept);
 }
