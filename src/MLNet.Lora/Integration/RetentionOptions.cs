@@ -3,7 +3,7 @@ using Microsoft.ML.Runtime;
 using MLNet.Lora.Adapters;
 using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Forgetting;
-using MLNet.Lora.Peft;
+using MLNet.Lora.MultiAdapter;
 using MLNet.Lora.Tokenization;
 using MLNet.Lora.Training;
 using TorchSharp;
@@ -213,37 +213,14 @@ internal static class RetentionOptions
     /// <summary>An earlier adapter's A by layer path, from a PEFT folder or a SaveWithAdapters zip over the same base (CPU copies, the caller's).</summary>
     private static List<(string Layer, Tensor A)> EarlierFactorsA(string path, SharedBaseEncoder baseEncoder)
     {
-        static string Layer(string key) => key[..key.IndexOf($".{AdapterKeys.FactorA}.", StringComparison.Ordinal)];
-        static bool IsA(string key) => key.Contains($".{AdapterKeys.FactorA}.", StringComparison.Ordinal);
+        string marker = $".{AdapterKeys.FactorA}.";
         try
         {
-            if (Directory.Exists(path))
-            {
-                using var plain = baseEncoder.CreateEncoder(frozen: true);
-                using var adapter = PeftAdapterFolder.Read(path, plain);
-                PeftAdapterFolder.CheckBase(adapter, path, baseEncoder.Identity);
-                return adapter.AdapterWeights.Where(w => IsA(w.Key)).Select(w => (Layer(w.Key), w.Value.clone())).ToList();
-            }
-            if (!File.Exists(path)) throw new FileNotFoundException($"'{path}' does not exist: give a SaveWithAdapters zip or a PEFT adapter folder.", path);
-            var loaded = new MLContext().Model.LoadWithAdapters(path, out _);
-            var parts = AdapterModelArchive.Flatten(loaded).ToList();
-            try
-            {
-                var lora = parts.OfType<LoraTextClassificationTransformer>().ToList();
-                if (lora.Count != 1 || lora[0].Settings.Mode != FineTuningMode.Lora)
-                    throw new InvalidDataException($"'{path}' holds {lora.Count} LoRA text classifiers{(lora.Count == 1 ? $" trained in {lora[0].Settings.Mode} mode" : "")}; give a file with one LoRA-mode classifier.");
-                var recorded = lora[0].Settings.BaseEncoder;
-                if (!string.Equals(recorded.Sha256, baseEncoder.Identity.Sha256, StringComparison.OrdinalIgnoreCase))
-                    throw new InvalidOperationException($"'{path}' was trained on base encoder '{recorded.Name}' (SHA-256 {recorded.Sha256}), but this fit's base " +
-                                                        $"'{baseEncoder.Identity.Name}' has SHA-256 {baseEncoder.Identity.Sha256}: orthogonality to an adapter of another base means nothing.");
-                using var lease = lora[0].Use();
-                using var noGrad = no_grad();
-                return LoraInjector.Adapters(lease.Model.Encoder).Select(f => (f.Path, f.A.detach().cpu().clone())).ToList();
-            }
-            finally
-            {
-                foreach (var part in parts.OfType<IDisposable>()) part.Dispose();
-            }
+            using var view = new PretrainedEncoder(baseEncoder.CreateEncoder(frozen: true), baseEncoder.Tokenizer, baseEncoder.Identity);
+            var factors = AdapterWeights.ReadFactors(new MLContext(), path, view);
+            foreach (var b in factors.Where(f => !f.Key.Contains(marker, StringComparison.Ordinal))) b.Value.Dispose();
+            return factors.Where(f => f.Key.Contains(marker, StringComparison.Ordinal))
+                .Select(f => (f.Key[..f.Key.IndexOf(marker, StringComparison.Ordinal)], f.Value)).ToList();
         }
         catch (Exception e) when (e is IOException or InvalidDataException or InvalidOperationException or NotSupportedException or UnauthorizedAccessException)
         {

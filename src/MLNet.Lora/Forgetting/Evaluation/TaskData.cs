@@ -41,23 +41,8 @@ internal sealed record TaskData(string Name, string[] ClassNames, TaskRows Train
     /// </summary>
     public static TaskData Read(ForgettingTask task, int maxTrain, int maxTest, double testFraction, int seed, bool requireTest)
     {
-        ArgumentNullException.ThrowIfNull(task);
-        if (string.IsNullOrWhiteSpace(task.Name)) throw new ArgumentException("Every task needs a non-blank Name.", nameof(task));
-        if (task.Train is null) throw new ArgumentException($"Task '{task.Name}' has no Train data.", nameof(task));
-        if (requireTest && task.Test is null)
-            throw new ArgumentException($"Task '{task.Name}' has no Test data: a task sequence measures accuracy on held-out rows of every task.", nameof(task));
-
-        var trainRaw = ReadRaw(task, task.Train, "Train");
-        var testRaw = task.Test is null ? null : ReadRaw(task, task.Test, "Test");
-        var names = ClassNamesOf(task, task.Train, trainRaw, testRaw);
-        var index = names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
-        TaskRows ToRows(List<(string Text, string Label)> raw) =>
-            new(raw.Select(r => r.Text).ToList(), raw.Select(r => index.TryGetValue(r.Label, out int i) ? i
-                : throw new ArgumentException($"Task '{task.Name}': label '{r.Label}' in column '{task.LabelColumnName}' of the test rows is not a class of the training rows' key.", nameof(task))).ToList());
-
-        TaskRows train = ToRows(trainRaw), test;
-        if (testRaw is not null) test = ToRows(testRaw);
-        else
+        var (names, train, test) = ReadLabelled(task, readTest: true, requireTest);
+        if (test is null)
         {
             var order = Enumerable.Range(0, train.Count).ToArray();
             new Random(seed).Shuffle(order);
@@ -67,28 +52,38 @@ internal sealed record TaskData(string Name, string[] ClassNames, TaskRows Train
             test = train.Take(order[..held]);
             train = train.Take(order[held..]);
         }
-
-        train = train.Sample(maxTrain, seed);
-        test = test.Sample(maxTest, seed + 1);
-        if (train.Labels.Distinct().Take(2).Count() < 2)
-            throw new ArgumentException($"Task '{task.Name}': the training rows hold fewer than two classes in column '{task.LabelColumnName}'.", nameof(task));
-        return new TaskData(task.Name, names, train, test);
+        return new TaskData(task.Name, names, RequireTwoClasses(task, train.Sample(maxTrain, seed)), test.Sample(maxTest, seed + 1));
     }
 
     /// <summary>Every labelled training row of <paramref name="task"/> (its test split, if any, is not read): what rehearsal replays.</summary>
     public static TaskData ReadTraining(ForgettingTask task)
     {
+        var (names, train, _) = ReadLabelled(task, readTest: false, requireTest: false);
+        return new TaskData(task.Name, names, RequireTwoClasses(task, train), new TaskRows([], []));
+    }
+
+    /// <summary>The class names (the training rows' key) and the labelled rows of the training and, if asked and given, test splits.</summary>
+    private static (string[] Names, TaskRows Train, TaskRows? Test) ReadLabelled(ForgettingTask task, bool readTest, bool requireTest)
+    {
         ArgumentNullException.ThrowIfNull(task);
         if (string.IsNullOrWhiteSpace(task.Name)) throw new ArgumentException("Every task needs a non-blank Name.", nameof(task));
         if (task.Train is null) throw new ArgumentException($"Task '{task.Name}' has no Train data.", nameof(task));
-        var raw = ReadRaw(task, task.Train, "Train");
-        var names = ClassNamesOf(task, task.Train, raw, null);
+        if (requireTest && task.Test is null)
+            throw new ArgumentException($"Task '{task.Name}' has no Test data: a task sequence measures accuracy on held-out rows of every task.", nameof(task));
+
+        var trainRaw = ReadRaw(task, task.Train, "Train");
+        var testRaw = readTest && task.Test is not null ? ReadRaw(task, task.Test, "Test") : null;
+        var names = ClassNamesOf(task, task.Train, trainRaw, testRaw);
         var index = names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
-        var rows = new TaskRows(raw.Select(r => r.Text).ToList(), raw.Select(r => index[r.Label]).ToList());
-        if (rows.Labels.Distinct().Take(2).Count() < 2)
-            throw new ArgumentException($"Task '{task.Name}': the training rows hold fewer than two classes in column '{task.LabelColumnName}'.", nameof(task));
-        return new TaskData(task.Name, names, rows, new TaskRows([], []));
+        TaskRows ToRows(List<(string Text, string Label)> raw) =>
+            new(raw.Select(r => r.Text).ToList(), raw.Select(r => index.TryGetValue(r.Label, out int i) ? i
+                : throw new ArgumentException($"Task '{task.Name}': label '{r.Label}' in column '{task.LabelColumnName}' of the test rows is not a class of the training rows' key.", nameof(task))).ToList());
+        return (names, ToRows(trainRaw), testRaw is null ? null : ToRows(testRaw));
     }
+
+    private static TaskRows RequireTwoClasses(ForgettingTask task, TaskRows train) =>
+        train.Labels.Distinct().Take(2).Count() >= 2 ? train
+            : throw new ArgumentException($"Task '{task.Name}': the training rows hold fewer than two classes in column '{task.LabelColumnName}'.", nameof(task));
 
     /// <summary>Reads (text, label) pairs; rows with a missing label are skipped.</summary>
     private static List<(string Text, string Label)> ReadRaw(ForgettingTask task, IDataView data, string split)
