@@ -110,10 +110,15 @@ foreach (var sequence in settings.Sequences)
 {
     var reports = settings.Seeds.Select(seed => ForgettingReport.LoadJson(RunFile(sequence, seed))).ToList();
     cpu += settings.Seeds.Sum(seed => double.Parse(File.ReadAllText(RunFile(sequence, seed) + ".cpu"), CultureInfo.InvariantCulture));
-    var summaries = SequenceSummary.Summarize(reports.SelectMany(r => r.Sequences).Where(s => methods.Any(m => m.Name == s.Method)).ToList(), settings.Resamples);
+    var results = reports.SelectMany(r => r.Sequences).Where(s => methods.Any(m => m.Name == s.Method)).ToList();
     output.Add($"\n### {string.Join(" → ", StudyPlan.Tasks(sequence))}\n");
-    output.Add(SequenceSummary.ToMarkdownTable(summaries));
+    output.Add(SequenceSummary.ToMarkdownTable(SequenceSummary.Summarize(results, settings.Resamples)));
     output.Add(BudgetLines(reports));
+    if (methods.Count > 1 && methods.Any(m => m.Name == StudyPlan.Reference))
+    {
+        output.Add($"\nEach method minus {StudyPlan.Reference}, paired by seed and test row:\n");
+        output.Add(SequenceSummary.ToMarkdownTable(SequenceSummary.Compare(results, StudyPlan.Reference, settings.Resamples)));
+    }
 }
 string text = string.Join("\n", output) + $"\n\nWall time {wall.Elapsed:hh\\:mm\\:ss} for the runs done now; CPU time of all {settings.Sequences.Length * settings.Seeds.Length} runs {TimeSpan.FromSeconds(cpu):hh\\:mm\\:ss} ({CpuModel()}).\n";
 Console.WriteLine(text);

@@ -35,6 +35,9 @@ internal static class StudyPlan
         new("shared LoRA + budget 5 pts", SequenceStrategy.SharedAdapter) { ForgettingBudget = new ForgettingBudget(0.05) { EveryNSteps = 8, MaxCheckRows = 200 } },
     ];
 
+    /// <summary>The method the others are compared with, paired: the bare shared adapter each remedy is added to.</summary>
+    public static string Reference => SequenceMethod.Of(SequenceStrategy.SharedAdapter).Name;
+
     /// <summary>
     /// The sequence settings: batch 16, one epoch per task, learning rates 1e-4 (full) and 2e-3 (LoRA), high enough for
     /// a fresh head to learn each task in one short epoch; 200 probe rows; the internal measures off (the accuracy matrix

@@ -220,4 +220,79 @@ public class SequenceSummaryTests
             "|---|---:|---:|---:|---:|---:|---:|" + Environment.NewLine +
             "| rehearsal 10 % | 70.4 [68.1, 72.5] | 2.1 [-0.4, 4.6] | -2.1 [-4.6, 0.4] | 10.0 [5.0, 15.0] | 90.0 [88.0, 92.0] | 123 [100, 151] |" + Environment.NewLine);
     }
+
+    [Fact]
+    public void AMethodComparedWithACopyOfItselfDiffersByExactlyZero()
+    {
+        var runs = new[] { RandomRun("shared LoRA", 1, 3, 50), RandomRun("shared LoRA", 2, 3, 50) };
+        var copies = runs.Select(r => r with { Method = "copy" });
+        var d = SequenceSummary.Compare([.. runs, .. copies], "shared LoRA", resamples: 300).Single();
+
+        d.Method.Should().Be("copy");
+        d.RelativeTo.Should().Be("shared LoRA");
+        d.Runs.Should().Be(2);
+        foreach (var figure in new[] { d.AverageAccuracy, d.AverageForgetting, d.BackwardTransfer, d.ForwardTransfer, d.NewTaskAccuracy, d.TrainingSeconds })
+            figure.Should().Be(new MetricInterval(0, 0, 0));
+    }
+
+    [Fact]
+    public void PairingSeparatesADifferenceThatSeedToSeedVariationHides()
+    {
+        // Both methods learn task 0 to 90 % and task 1 to 80 % on the same rows. After task 1, "shared" keeps 80 (seed 1)
+        // or 40 (seed 2) of task 0's rows and "rehearsal" the same rows plus 5 more: rehearsal forgets exactly 5 points
+        // less on every seed, while the seeds differ by 40.
+        const int n = 100;
+        SequenceResult Method(string name, int seed, int kept) => TwoTaskRun(name, seed, n, 90, 30, kept, 80, 50, 20, seconds: 10 * seed);
+        SequenceResult[] runs = [Method("shared", 1, 80), Method("shared", 2, 40), Method("rehearsal", 1, 85), Method("rehearsal", 2, 45)];
+
+        var own = SequenceSummary.Summarize(runs, resamples: 1000);
+        var (shared, rehearsal) = (own[0].AverageForgetting, own[1].AverageForgetting);
+        rehearsal.Upper.Should().BeGreaterThan(shared.Lower, "apart, the two methods' intervals overlap");
+
+        var d = SequenceSummary.Compare(runs, "shared", resamples: 1000).Single();
+        d.AverageForgetting.Mean.Should().BeApproximately(-0.05, 1e-12);
+        d.AverageForgetting.Upper.Should().BeLessThan(0, "paired, every resample draws the same rows for both");
+        d.AverageForgetting.Lower.Should().BeGreaterThan(-0.15);
+        d.AverageAccuracy.Mean.Should().BeApproximately(0.025, 1e-12);
+        d.AverageAccuracy.Lower.Should().BeGreaterThan(0);
+        d.NewTaskAccuracy.Should().Be(new MetricInterval(0, 0, 0));
+        d.ForwardTransfer.Should().Be(new MetricInterval(0, 0, 0));
+        d.TrainingSeconds.Should().Be(new MetricInterval(0, 0, 0));
+    }
+
+    [Fact]
+    public void CompareRefusesRunsThatCannotBePaired()
+    {
+        var a1 = TwoTaskRun("a", 1, 10, 8, 3, 6, 9, 5, 2);
+        var a2 = a1 with { Seed = 2 };
+        var b1 = a1 with { Method = "b" };
+        var b2 = a2 with { Method = "b" };
+
+        FluentActions.Invoking(() => SequenceSummary.Compare([a1, b1], "c"))
+            .Should().Throw<ArgumentException>().WithMessage("*no runs of the reference method 'c'*'a', 'b'*");
+        FluentActions.Invoking(() => SequenceSummary.Compare([a1, a2, b1], "a"))
+            .Should().Throw<ArgumentException>().WithMessage("*'b' has runs for seeds [1]*'a' for [1, 2]*same seeds*");
+        FluentActions.Invoking(() => SequenceSummary.Compare([a1, b1, b1], "a"))
+            .Should().Throw<ArgumentException>().WithMessage("*'b' has runs for seeds [1, 1]*one run per seed*");
+        FluentActions.Invoking(() => SequenceSummary.Compare([a1, a1, b1, b2], "a"))
+            .Should().Throw<ArgumentException>().WithMessage("*one run per seed*");
+        FluentActions.Invoking(() => SequenceSummary.Compare([a1, TwoTaskRun("b", 1, 12, 8, 3, 6, 9, 5, 2)], "a"))
+            .Should().Throw<ArgumentException>().WithMessage("*'b' and 'a'*different numbers of rows*");
+        FluentActions.Invoking(() => SequenceSummary.Compare([a1, b1 with { Tasks = ["sst2", "emotion"] }], "a"))
+            .Should().Throw<ArgumentException>().WithMessage("*'b' and 'a'*different task lists*");
+        FluentActions.Invoking(() => SequenceSummary.Compare([a1, b1], null!)).Should().Throw<ArgumentNullException>();
+    }
+
+    [Fact]
+    public void MarkdownTableOfDifferencesNamesItsReference()
+    {
+        var runs = new[] { TwoTaskRun("shared", 1, 10, 8, 3, 6, 9, 5, 2, seconds: 10), TwoTaskRun("EWC", 1, 10, 8, 3, 8, 9, 5, 2, seconds: 25) };
+        var d = SequenceSummary.Compare(runs, "shared", resamples: 200);
+
+        var lines = SequenceSummary.ToMarkdownTable(d).Split(Environment.NewLine);
+        lines[0].Should().Be("| method − shared | Δ ACC | Δ forgetting | Δ BWT | Δ FWT | Δ new-task acc | Δ training time (s) |");
+        lines[2].Should().StartWith("| EWC | 10.0 [").And.Contain("| -20.0 [").And.EndWith("| 15 [15, 15] |");
+        FluentActions.Invoking(() => SequenceSummary.ToMarkdownTable([.. d, .. SequenceSummary.Summarize(runs)]))
+            .Should().Throw<ArgumentException>().WithMessage("*mix figures relative to*'shared'*none*");
+    }
 }

@@ -18,6 +18,12 @@ public sealed record SequenceSummary
     /// <summary>Number of runs (seeds) summarized.</summary>
     public required int Runs { get; init; }
 
+    /// <summary>
+    /// Null for a method's own figures (<see cref="Summarize"/>). Otherwise the reference method of <see cref="Compare"/>,
+    /// and every figure is this method's minus the reference's, paired by seed and test row.
+    /// </summary>
+    public string? RelativeTo { get; init; }
+
     /// <summary>Average accuracy after the last task (<see cref="AccuracyMatrix.AverageAccuracy"/>).</summary>
     public required MetricInterval AverageAccuracy { get; init; }
 
@@ -63,6 +69,15 @@ public sealed record SequenceSummary
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="resamples"/> is less than 1.</exception>
     public static IReadOnlyList<SequenceSummary> Summarize(IReadOnlyList<SequenceResult> runs, int resamples = 2000, int seed = 1)
     {
+        var groups = Group(runs, resamples);
+
+        // A fresh generator per method, so a method's interval does not depend on which methods come before it.
+        return groups.Select(g => SummarizeMethod(g.Method, g.Runs, null, resamples, new Random(seed))).ToList();
+    }
+
+    /// <summary>The runs by method, in the order each method first appears.</summary>
+    private static List<(string Method, List<SequenceResult> Runs)> Group(IReadOnlyList<SequenceResult> runs, int resamples)
+    {
         ArgumentNullException.ThrowIfNull(runs);
         ArgumentOutOfRangeException.ThrowIfLessThan(resamples, 1);
         if (runs.Count == 0) throw new ArgumentException("There are no runs to summarize.", nameof(runs));
@@ -77,25 +92,71 @@ public sealed record SequenceSummary
             else group.Runs.Add(run);
         }
 
-        // A fresh generator per method, so a method's interval does not depend on which methods come before it.
-        return groups.Select(g => SummarizeMethod(g.Method, g.Runs, resamples, new Random(seed))).ToList();
+        return groups;
+    }
+
+    /// <summary>
+    /// Each method's figures minus those of <paramref name="reference"/>, paired: the difference is taken within each seed,
+    /// and the bootstrap draws the same seeds and, within a seed, the same test rows for both methods. Pairing removes
+    /// what the methods share (an easy seed, an easy test row), so a difference can be clear where the two methods'
+    /// own intervals (<see cref="Summarize"/>) overlap.
+    /// </summary>
+    /// <remarks>
+    /// Every method needs runs for exactly the reference's seeds, one per seed, over the same tasks, with as many test rows
+    /// per task as the reference's run of that seed (as <see cref="ForgettingEvaluator.RunSequences"/> records: all methods
+    /// of a run share its test rows). The result lists the other methods in the order they first appear, each with
+    /// <see cref="RelativeTo"/> set; it is deterministic for a given <paramref name="seed"/>.
+    /// </remarks>
+    /// <param name="runs">Runs of the reference and of the methods to compare with it.</param>
+    /// <param name="reference">The method every other is compared with (its <see cref="SequenceResult.Method"/>).</param>
+    /// <param name="resamples">Bootstrap resamples (at least 1).</param>
+    /// <param name="seed">Seed of the resampling's <see cref="Random"/>.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="runs"/>, one of its elements or <paramref name="reference"/> is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// The reference has no runs; a method's seeds differ from the reference's or repeat; tasks or test-row counts differ;
+    /// or a run fails the checks of <see cref="Summarize"/>.
+    /// </exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="resamples"/> is less than 1.</exception>
+    public static IReadOnlyList<SequenceSummary> Compare(IReadOnlyList<SequenceResult> runs, string reference, int resamples = 2000, int seed = 1)
+    {
+        ArgumentNullException.ThrowIfNull(reference);
+        var groups = Group(runs, resamples);
+        var baseline = groups.Find(g => g.Method == reference).Runs
+            ?? throw new ArgumentException($"There are no runs of the reference method '{reference}'. Methods: {string.Join(", ", groups.Select(g => $"'{g.Method}'"))}.", nameof(reference));
+        var seeds = baseline.Select(r => r.Seed).ToList();
+        return groups.Where(g => g.Method != reference).Select(g =>
+        {
+            var paired = seeds.Select(s => g.Runs.Count(r => r.Seed == s) == 1 ? g.Runs.Single(r => r.Seed == s) : null).ToList();
+            if (paired.Contains(null) || g.Runs.Count != seeds.Count || seeds.Distinct().Count() != seeds.Count)
+                throw new ArgumentException(
+                    $"Method '{g.Method}' has runs for seeds [{string.Join(", ", g.Runs.Select(r => r.Seed))}] and '{reference}' for [{string.Join(", ", seeds)}]; " +
+                    "a paired comparison needs one run per seed, for the same seeds.", nameof(runs));
+            return SummarizeMethod(g.Method, paired!, (reference, baseline), resamples, new Random(seed));
+        }).ToList();
     }
 
     /// <summary>
     /// A Markdown table with one row per summary: method, ACC, forgetting, BWT, FWT and new-task accuracy as
     /// "mean [lower, upper]" in accuracy points (× 100, one decimal), and the training time per sequence in seconds (no decimals).
+    /// Differences from <see cref="Compare"/> get "Δ" headers and a first column named after their reference.
     /// </summary>
-    /// <param name="summaries">The summaries, usually from <see cref="Summarize"/>.</param>
+    /// <param name="summaries">The summaries, usually from <see cref="Summarize"/> or <see cref="Compare"/>.</param>
     /// <exception cref="ArgumentNullException"><paramref name="summaries"/> or one of its elements is null.</exception>
+    /// <exception cref="ArgumentException">The summaries are relative to different references (or some to none).</exception>
     public static string ToMarkdownTable(IReadOnlyList<SequenceSummary> summaries)
     {
         ArgumentNullException.ThrowIfNull(summaries);
+        if (summaries.Any(s => s is null)) throw new ArgumentNullException(nameof(summaries), "A summary is null.");
+        var references = summaries.Select(s => s.RelativeTo).Distinct().ToList();
+        if (references.Count > 1)
+            throw new ArgumentException($"The summaries mix figures relative to {string.Join(", ", references.Select(r => r is null ? "none" : $"'{r}'"))}; put each reference in a table of its own.", nameof(summaries));
+        string d = references.FirstOrDefault() is null ? "" : "Δ ";
+        string method = references.FirstOrDefault() is { } reference ? $"method − {reference.Replace("|", "\\|", StringComparison.Ordinal)}" : "method";
         var table = new StringBuilder()
-            .AppendLine("| method | ACC | forgetting | BWT | FWT | new-task acc | training time (s) |")
+            .AppendLine($"| {method} | {d}ACC | {d}forgetting | {d}BWT | {d}FWT | {d}new-task acc | {d}training time (s) |")
             .AppendLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var s in summaries)
         {
-            if (s is null) throw new ArgumentNullException(nameof(summaries), "A summary is null.");
             table.Append(CultureInfo.InvariantCulture,
                 $"| {s.Method.Replace("|", "\\|", StringComparison.Ordinal)} | {Points(s.AverageAccuracy)} | {Points(s.AverageForgetting)} | {Points(s.BackwardTransfer)} | {Points(s.ForwardTransfer)} | {Points(s.NewTaskAccuracy)} | {s.TrainingSeconds.ToString("0")} |")
                 .AppendLine();
@@ -122,10 +183,16 @@ public sealed record SequenceSummary
         into[4] = m.NewTaskAccuracy;
     }
 
-    private static SequenceSummary SummarizeMethod(string method, List<SequenceResult> runs, int resamples, Random random)
+    /// <summary>
+    /// The method's figures over <paramref name="runs"/>; with a <paramref name="reference"/> (runs aligned by index, one
+    /// seed each), the differences from it, with both methods' rows drawn alike.
+    /// </summary>
+    private static SequenceSummary SummarizeMethod(string method, List<SequenceResult> runs, (string Method, List<SequenceResult> Runs)? reference,
+        int resamples, Random random)
     {
         var tasks = runs[0].Tasks;
         var rows = new RunRows[runs.Count];
+        var referenceRows = new RunRows?[runs.Count];
         for (int k = 0; k < runs.Count; k++)
         {
             if (!runs[k].Tasks.SequenceEqual(tasks))
@@ -133,17 +200,25 @@ public sealed record SequenceSummary
                     $"Method '{method}' has runs over different task lists: [{string.Join(", ", tasks)}] (seed {runs[0].Seed}) and " +
                     $"[{string.Join(", ", runs[k].Tasks)}] (seed {runs[k].Seed}); summarize each sequence separately.", nameof(runs));
             rows[k] = RunRows.From(method, runs[k]);
+            if (reference is not var (name, referenceRuns)) continue;
+            if (!referenceRuns[k].Tasks.SequenceEqual(tasks))
+                throw new ArgumentException($"Methods '{method}' and '{name}' ran over different task lists (seed {runs[k].Seed}); compare runs of one sequence.", nameof(runs));
+            referenceRows[k] = RunRows.From(name, referenceRuns[k]);
+            if (!rows[k].SameRowCounts(referenceRows[k]!))
+                throw new ArgumentException($"Methods '{method}' and '{name}' were tested on different numbers of rows (seed {runs[k].Seed}); a paired comparison needs the same test rows.", nameof(runs));
         }
 
-        // Means: each run's own figures, from its recorded matrix.
+        // Means: each run's own figures, from its recorded matrix (minus its reference run's).
         var figures = new double[MatrixFigures];
+        var subtracted = new double[MatrixFigures];
         var means = new double[MatrixFigures];
         double meanSeconds = 0;
-        foreach (var run in runs)
+        for (int k = 0; k < runs.Count; k++)
         {
-            Figures(run.ToAccuracyMatrix(), figures);
-            for (int f = 0; f < MatrixFigures; f++) means[f] += figures[f] / runs.Count;
-            meanSeconds += run.TrainingSeconds / runs.Count;
+            Figures(runs[k].ToAccuracyMatrix(), figures);
+            if (reference is { } rf) Figures(rf.Runs[k].ToAccuracyMatrix(), subtracted);
+            for (int f = 0; f < MatrixFigures; f++) means[f] += (figures[f] - subtracted[f]) / runs.Count;
+            meanSeconds += (runs[k].TrainingSeconds - (reference?.Runs[k].TrainingSeconds ?? 0)) / runs.Count;
         }
 
         // Bootstrap: per resample, draw runs, then rows within each drawn run, and average the drawn runs' figures.
@@ -159,10 +234,18 @@ public sealed record SequenceSummary
             for (int k = 0; k < runs.Count; k++)
             {
                 int drawn = random.Next(runs.Count);
-                secondsSum += runs[drawn].TrainingSeconds;
-                rows[drawn].Resample(random, r, b);
+                var draw = rows[drawn].Draw(random);
+                rows[drawn].Accuracies(draw, r, b);
                 Figures(new AccuracyMatrix(r, b), figures);
-                for (int f = 0; f < MatrixFigures; f++) samples[f][s] += figures[f];
+                secondsSum += runs[drawn].TrainingSeconds;
+                if (referenceRows[drawn] is { } other)
+                {
+                    other.Accuracies(draw, r, b);
+                    Figures(new AccuracyMatrix(r, b), subtracted);
+                    secondsSum -= reference!.Value.Runs[drawn].TrainingSeconds;
+                }
+
+                for (int f = 0; f < MatrixFigures; f++) samples[f][s] += figures[f] - subtracted[f];
             }
 
             for (int f = 0; f < MatrixFigures; f++) samples[f][s] /= runs.Count;
@@ -174,6 +257,7 @@ public sealed record SequenceSummary
             Method = method,
             Tasks = (string[])tasks.Clone(),
             Runs = runs.Count,
+            RelativeTo = reference?.Method,
             AverageAccuracy = Interval(means[0], samples[0]),
             AverageForgetting = Interval(means[1], samples[1]),
             BackwardTransfer = Interval(means[2], samples[2]),
@@ -246,30 +330,54 @@ public sealed record SequenceSummary
             return new RunRows(cells, baseline);
         }
 
-        /// <summary>Fills <paramref name="r"/> and <paramref name="b"/> with accuracies on rows drawn with replacement.</summary>
-        public void Resample(Random random, double[][] r, double[] b)
+        /// <summary>Whether <paramref name="other"/> has as many test rows per task (and baseline) as this run.</summary>
+        public bool SameRowCounts(RunRows other) =>
+            _cells.Length == other._cells.Length
+            && _cells.Zip(other._cells).All(c => c.First[0].Length == c.Second[0].Length)
+            && _baseline.Zip(other._baseline).All(c => c.First.Length == c.Second.Length);
+
+        /// <summary>
+        /// Test rows drawn with replacement: per task, as many as it has (Rows), and for a baseline measured on other rows,
+        /// as many of those (BaselineRows; null where the baseline reads the task's own rows).
+        /// </summary>
+        public (int[][] Rows, int[]?[] BaselineRows) Draw(Random random)
         {
             int t = _cells.Length;
-            Span<int> counts = stackalloc int[t + 1];
+            var rows = new int[t][];
+            var baselineRows = new int[]?[t];
+            for (int j = 0; j < t; j++)
+            {
+                int n = _cells[j][0].Length;
+                rows[j] = new int[n];
+                for (int d = 0; d < n; d++) rows[j][d] = random.Next(n);
+                int m = _baseline[j].Length;
+                if (m == n) continue;
+                baselineRows[j] = new int[m];
+                for (int d = 0; d < m; d++) baselineRows[j]![d] = random.Next(m);
+            }
+
+            return (rows, baselineRows);
+        }
+
+        /// <summary>Fills <paramref name="r"/> and <paramref name="b"/> with accuracies on the rows of <paramref name="draw"/>.</summary>
+        public void Accuracies((int[][] Rows, int[]?[] BaselineRows) draw, double[][] r, double[] b)
+        {
+            int t = _cells.Length;
             for (int j = 0; j < t; j++)
             {
                 var column = _cells[j];
-                var baseRows = _baseline[j];
-                int n = column[0].Length;
-                bool sharedRows = baseRows.Length == n;
-                counts.Clear();
-                for (int d = 0; d < n; d++)
+                var rows = draw.Rows[j];
+                for (int i = 0; i < t; i++)
                 {
-                    int row = random.Next(n);
-                    for (int i = 0; i < t; i++) counts[i] += column[i][row];
-                    if (sharedRows) counts[t] += baseRows[row];
+                    int hits = 0;
+                    foreach (int row in rows) hits += column[i][row];
+                    r[i][j] = (double)hits / rows.Length;
                 }
 
-                if (!sharedRows)
-                    for (int d = 0; d < baseRows.Length; d++) counts[t] += baseRows[random.Next(baseRows.Length)];
-
-                for (int i = 0; i < t; i++) r[i][j] = (double)counts[i] / n;
-                b[j] = (double)counts[t] / baseRows.Length;
+                var baseRows = draw.BaselineRows[j] ?? rows;
+                int baseHits = 0;
+                foreach (int row in baseRows) baseHits += _baseline[j][row];
+                b[j] = (double)baseHits / baseRows.Length;
             }
         }
 
