@@ -113,6 +113,8 @@ foreach (var sequence in settings.Sequences)
     var results = reports.SelectMany(r => r.Sequences).Where(s => methods.Any(m => m.Name == s.Method)).ToList();
     output.Add($"\n### {string.Join(" → ", StudyPlan.Tasks(sequence))}\n");
     output.Add(SequenceSummary.ToMarkdownTable(SequenceSummary.Summarize(results, settings.Resamples)));
+    output.Add($"\nPer seed, ACC / forgetting in points:\n");
+    output.Add(PerSeedTable(results, settings.Seeds));
     output.Add(BudgetLines(reports));
     if (methods.Count > 1 && methods.Any(m => m.Name == StudyPlan.Reference))
     {
@@ -125,6 +127,20 @@ Console.WriteLine(text);
 File.WriteAllText(Path.Combine(settings.OutputFolder, "study.md"), text);
 Console.WriteLine($"Wrote {Path.Combine(settings.OutputFolder, "study.md")}.");
 return 0;
+
+static string PerSeedTable(IReadOnlyList<SequenceResult> results, int[] seeds)
+{
+    static string Cell(SequenceResult? r) =>
+        r is null ? "" : string.Create(CultureInfo.InvariantCulture, $"{100 * r.AverageAccuracy:0.0} / {100 * r.AverageForgetting:0.0}");
+    var lines = new List<string>
+    {
+        "| method | " + string.Join(" | ", seeds.Select(s => $"seed {s}")) + " |",
+        "|---|" + string.Concat(seeds.Select(_ => "---:|")),
+    };
+    lines.AddRange(results.Select(r => r.Method).Distinct().Select(method =>
+        $"| {method} | " + string.Join(" | ", seeds.Select(s => Cell(results.FirstOrDefault(r => r.Method == method && r.Seed == s)))) + " |"));
+    return string.Join("\n", lines) + "\n";
+}
 
 static string BudgetLines(IReadOnlyList<ForgettingReport> reports)
 {
