@@ -1,14 +1,16 @@
 // ForgettingStudy: which ways of fine-tuning all-MiniLM-L6-v2 through a sequence of tasks keep the earlier tasks, at
 // what cost? Every method of StudyPlan runs over two task sequences from the shared real datasets
-// (../shared/data/README.md) and several seeds. Each (sequence, seed) runs in a child process of one torch thread, so
-// that the processor's cores each take one; the parent then reports every figure as mean [95 % interval] by a
-// bootstrap over test rows and seeds, and prints the wall and CPU time. --timeline runs the earlier monitored study.
+// (../shared/data/README.md) and several seeds. Each (sequence, seed) runs in a child process with a fixed number of
+// torch threads (the figures depend on it); the parent then reports every figure as mean [95 % interval] by a
+// bootstrap over test rows and seeds, and paired differences, and prints the wall and CPU time. --timeline runs the
+// earlier monitored study.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML;
 using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Forgetting;
+using MLNet.Lora.Native;
 using ForgettingStudy;
 
 string root = RepositoryRoot();
@@ -42,7 +44,7 @@ if (missing.Count > 0)
 string runs = Path.Combine(settings.OutputFolder, "runs");
 var methods = StudyPlan.Methods().Where(m => settings.Methods is null || settings.Methods.Contains(m.Name)).ToList();
 // Finished runs are reused only under the settings that made them (a quick check always starts afresh).
-string protocol = $"train {settings.TrainRows}, test {settings.TestRows}, epochs {settings.Epochs}, max length {settings.MaxSequenceLength}, methods {string.Join(" | ", methods.Select(m => m.Name))}";
+string protocol = $"train {settings.TrainRows}, test {settings.TestRows}, epochs {settings.Epochs}, max length {settings.MaxSequenceLength}, torch threads {settings.Threads}, methods {string.Join(" | ", methods.Select(m => m.Name))}";
 string protocolFile = Path.Combine(runs, "protocol.txt");
 if (settings.Job is null)
 {
@@ -59,9 +61,9 @@ string RunFile(string sequence, int seed) => Path.Combine(runs, $"{sequence}.see
 
 if (settings.Job is { } job)
 {
-    // A child: one sequence and seed, one torch thread, every method; the report and the CPU time go to the run file.
+    // A child: one sequence and seed, every method; the report and the CPU time go to the run file.
     var (sequence, seed) = (job[..job.LastIndexOf(':')], int.Parse(job[(job.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture));
-    TorchSharp.torch.set_num_threads(1);
+    TorchRuntime.IntraOpThreads = settings.Threads;   // before the first model loads, which would otherwise pick the core count
     var clock = Stopwatch.StartNew();
     using var encoder = PretrainedEncoder.LoadDefault();
     var evaluator = new ForgettingEvaluator(ml, StudyPlan.Options(settings, seed));
@@ -74,7 +76,7 @@ if (settings.Job is { } job)
 
 var wall = Stopwatch.StartNew();
 Console.WriteLine($"Forgetting study: {methods.Count} methods × {settings.Sequences.Length} sequences × seeds {string.Join(",", settings.Seeds)}; " +
-                  $"{settings.TrainRows} train and {settings.TestRows} test rows per task; {settings.Workers} child process(es) of one torch thread; output {settings.OutputFolder}");
+                  $"{settings.TrainRows} train and {settings.TestRows} test rows per task; {settings.Workers} child process(es) of {settings.Threads} torch thread(s); output {settings.OutputFolder}");
 Console.WriteLine($"CPU: {CpuModel()}");
 // Seed by seed, so that a run cut short still has every sequence at the seeds it reached.
 var jobs = (from seed in settings.Seeds from sequence in settings.Sequences select (sequence, seed))
@@ -84,7 +86,8 @@ int failed = 0;
 await Parallel.ForEachAsync(jobs, new ParallelOptions { MaxDegreeOfParallelism = settings.Workers }, async (j, token) =>
 {
     var childArgs = args.Where(a => a != "--quick").ToList();
-    childArgs.AddRange(["--job", $"{j.sequence}:{j.seed}", "--out", settings.OutputFolder, "--train-rows", $"{settings.TrainRows}", "--test-rows", $"{settings.TestRows}"]);
+    childArgs.AddRange(["--job", $"{j.sequence}:{j.seed}", "--out", settings.OutputFolder, "--train-rows", $"{settings.TrainRows}", "--test-rows", $"{settings.TestRows}",
+        "--threads", $"{settings.Threads}"]);
     if (settings.Methods is { } named) childArgs.AddRange(["--methods", string.Join(",", named)]);
     // This program again: its apphost, or `dotnet <dll>` when it was started that way.
     var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };

@@ -7,6 +7,7 @@ using Microsoft.ML;
 using MLNet.Lora;
 using MLNet.Lora.Checkpoints;
 using MLNet.Lora.Forgetting;
+using MLNet.Lora.Native;
 using MLNet.Lora.Training;
 
 namespace ForgettingStudy;
@@ -35,7 +36,7 @@ internal static class TimelineStudy
             return 0;
         }
 
-        TorchSharp.torch.set_num_threads(settings.Threads);
+        TorchRuntime.IntraOpThreads = settings.Threads;   // before the first model loads, which would otherwise pick the core count
         var clock = Stopwatch.StartNew();
         var progress = new ConsoleProgress(clock);
         Console.WriteLine($"Forgetting study: data {settings.DataFolder}, output {settings.OutputFolder}, {settings.Threads} torch thread(s)");
