@@ -19,7 +19,10 @@ internal sealed record StudySettings
     public bool Quick { get; init; }
     public string? Job { get; init; }
     public bool Timeline { get; init; }
-    /// <summary>Torch intra-op threads per process. Results depend (in the last bits, then in a few test rows) on it.</summary>
+    /// <summary>
+    /// Torch intra-op threads per process: 2 for the study and 1 for --timeline, as the figures in docs/forgetting.md
+    /// were measured (full fine-tuning's last bits, and through them a probe's row here and there, depend on it).
+    /// </summary>
     public int Threads { get; init; } = 2;
     public int MonitorRows { get; init; } = 400;
     public int MonitorEpochs { get; init; } = 5;
@@ -40,8 +43,7 @@ internal sealed record StudySettings
           --test-rows <n>        test rows per task (1000)
           --epochs <n>           epochs per task (1)
           --max-length <n>       tokens per text (32)
-          --threads <n>          torch threads per process (2, as the tables of docs/forgetting.md were measured;
-                                 1 with --timeline); the figures depend on it in the last bits
+          --threads <n>          torch threads per process (2; 1 with --timeline), as docs/forgetting.md measured
           --workers <n>          child processes at once (processor count / threads)
           --resamples <n>        bootstrap resamples (2000)
           --quick                a CI-sized check: seed 1, one sequence of two tasks, 48 train and 48 test rows,

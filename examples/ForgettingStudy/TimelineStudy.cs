@@ -3,6 +3,7 @@
 // with the retention of sst2 and emotion recorded every epoch; 3. the retention of four tasks after each, with drift,
 // gradient conflict, sharpness and similarity. Writes report.json, report.txt and PNG charts and prints the summary.
 using System.Diagnostics;
+using System.Globalization;
 using Microsoft.ML;
 using MLNet.Lora;
 using MLNet.Lora.Checkpoints;
@@ -22,6 +23,7 @@ internal static class TimelineStudy
             loaded.SaveText(Path.Combine(settings.OutputFolder, "report.txt"));
             var drawn = loaded.SaveCharts(settings.OutputFolder);
             Console.WriteLine(loaded);
+            Console.WriteLine(PooledConflict(loaded));
             Console.WriteLine($"Redrew report.txt and {drawn.Count} charts from {saved} into {settings.OutputFolder}.");
             return 0;
         }
@@ -101,7 +103,17 @@ internal static class TimelineStudy
         var charts = report.SaveCharts(settings.OutputFolder);
         Console.WriteLine();
         Console.WriteLine(report);
+        Console.WriteLine(PooledConflict(report));
         Console.WriteLine($"Wrote report.json, report.txt and {charts.Count} charts to {settings.OutputFolder} in {clock.Elapsed:mm\\:ss}.");
         return 0;
+    }
+
+    /// <summary>The conflict rate per module kind pooled over every measurement (retention and sequence steps), weighted by pairs.</summary>
+    private static string PooledConflict(ForgettingReport report)
+    {
+        var all = report.GradientConflicts.Concat(report.Sequences.SelectMany(s => s.GradientConflicts)).ToList();
+        string Pool(Func<GradientConflictResult, IEnumerable<GradientConflictSummary>> part) => string.Join(", ", all.SelectMany(part).GroupBy(k => k.ModuleKind)
+            .Select(g => string.Create(CultureInfo.InvariantCulture, $"{g.Key} {100 * g.Sum(k => k.ConflictRate * k.Count) / g.Sum(k => k.Count):0} % ({g.Sum(k => k.Count)} pairs)")));
+        return $"Conflict rate per module kind, pooled over {all.Count} measurements: weight matrices {Pool(c => c.WeightMatrices)}; adapters {Pool(c => c.Adapters)}.";
     }
 }
