@@ -82,6 +82,7 @@ namespace MLNet.Lora.Benchmarks
                                  8 threads: scoring beside a busy process (every core vs the share that fits)
                                  9 deployment: TorchSharp vs MLNet.Lora.Onnx fp32/int8, publish size
                                  10 many adapters over one base (memory, mixed batches, load time)
+                             11 forgetting remedies: what rehearsal, L2-SP, EWC and O-LoRA add to a step
               --data DIR         the real datasets (default ../shared/data beside the repository)
               --datasets LIST    section 6's datasets (default sst2,ag_news,emotion,banking77)
               --modes LIST       section 6's modes (default Lora,Full,HeadOnly)
@@ -96,7 +97,7 @@ namespace MLNet.Lora.Benchmarks
 
         public bool Quick { get; init; }
         // Accuracy on real data (6) is a run of its own: name it to run it.
-        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10];
+        public int[] Sections { get; init; } = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11];
         public string? DataDirectory { get; init; }
         public string[]? Datasets { get; init; }
         public FineTuningMode[] Modes { get; init; } = [FineTuningMode.Lora, FineTuningMode.Full, FineTuningMode.HeadOnly];

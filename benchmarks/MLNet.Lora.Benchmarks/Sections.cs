@@ -24,7 +24,8 @@ internal static partial class Sections
             case 8: ThreadsUnderANeighbour(ctx); break;
             case 9: Deployment(ctx); break;
             case 10: MultiAdapter(ctx); break;
-            default: throw new ArgumentOutOfRangeException(nameof(section), section, "Sections are 0 to 10.");
+            case 11: RetentionCost(ctx); break;
+            default: throw new ArgumentOutOfRangeException(nameof(section), section, "Sections are 0 to 11.");
         }
         Console.WriteLine($"  (section {section}: {watch.Elapsed.TotalSeconds:F0} s; load average now {Machine.LoadAverage()})");
     }

@@ -15,11 +15,14 @@ internal sealed class StepRunner : IDisposable
     /// <param name="attentionDropout">The trainer's <c>AttentionDropout</c>: null keeps the checkpoint's.</param>
     /// <param name="checkpointing">The trainer's <c>GradientCheckpointing</c>.</param>
     /// <param name="copy">Adapt a copy of the encoder (true) or the loaded one itself, as a Fit that loads its own does.</param>
-    public StepRunner(Workload w, FineTuningMode mode, double? attentionDropout = null, bool checkpointing = false, bool copy = true)
+    /// <param name="controls">Replay and penalties for the model as built (the runner owns them).</param>
+    public StepRunner(Workload w, FineTuningMode mode, double? attentionDropout = null, bool checkpointing = false, bool copy = true,
+        Func<TextClassificationModel, RetentionControls>? controls = null)
     {
         Model = w.Build(mode, copy: copy, attentionDropout: attentionDropout);
         Model.Encoder.GradientCheckpointing = checkpointing;
-        loop = w.Loop(Model, mode);
+        Controls = controls?.Invoke(Model);
+        loop = w.Loop(Model, mode, Controls);
         (Optimizer, Trainable) = loop.CreateOptimizer();
         Model.train();
     }
@@ -32,11 +35,17 @@ internal sealed class StepRunner : IDisposable
 
     public long TrainableCount => Trainable.Sum(p => p.numel());
 
+    public RetentionControls? Controls { get; }
+
     /// <summary>One optimizer step, exactly as <c>Fit</c> takes it.</summary>
     public void Step(TokenBatch batch, Tensor labels) => loop.TrainStep(batch, labels, Optimizer, Trainable);
 
+    /// <summary>One optimizer step on rows of <paramref name="data"/>, with the runner's replay and penalties, as <c>Fit</c> takes it.</summary>
+    public void Step(LabeledTexts data, int[] indices) => loop.TrainStep(data, indices, Optimizer, Trainable);
+
     public void Dispose()
     {
+        Controls?.Dispose();
         Optimizer.Dispose();
         Model.Dispose();
     }

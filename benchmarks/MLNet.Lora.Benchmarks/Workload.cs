@@ -84,7 +84,7 @@ internal sealed class Workload : IDisposable
     }
 
     /// <summary>The fine-tuning loop the trainer would run for <paramref name="mode"/>, with its default settings.</summary>
-    public FineTuningLoop Loop(TextClassificationModel model, FineTuningMode mode)
+    public FineTuningLoop Loop(TextClassificationModel model, FineTuningMode mode, RetentionControls? controls = null)
     {
         var options = DefaultOptions(mode);
         var settings = new FineTuningSettings
@@ -98,7 +98,7 @@ internal sealed class Workload : IDisposable
             MaxGradientNorm = options.MaxGradientNorm,
             MaxSequenceLength = options.MaxSequenceLength,
         };
-        return new FineTuningLoop(model, Encoder.Tokenizer, settings, CPU);
+        return new FineTuningLoop(model, Encoder.Tokenizer, settings, CPU, controls: controls);
     }
 
     /// <summary>Random token ids, every position real: <c>[CLS] ... [SEP]</c>, [batch, seq]. The tensors live until disposed.</summary>

@@ -196,7 +196,8 @@ internal sealed class FineTuningLoop
         return (result.Accuracy, result.Loss);
     }
 
-    private double TrainStep(LabeledTexts data, int[] indices, OptimizerHelper optimizer, List<Parameter> trainable)
+    /// <summary>One optimizer step on rows <paramref name="indices"/> of <paramref name="data"/>, with replay and penalties as set (for benchmarks too).</summary>
+    internal double TrainStep(LabeledTexts data, int[] indices, OptimizerHelper optimizer, List<Parameter> trainable)
     {
         using var scope = NewDisposeScope();
         if (controls?.Rehearsal is { } rehearsal) return RehearsalStep(data, indices, rehearsal, optimizer, trainable);
