@@ -187,10 +187,13 @@ internal static class RetentionOptions
     {
         var current = LoraInjector.Adapters(model.Encoder);
         var old = current.ToDictionary(f => f.Path, _ => new List<Tensor>(), StringComparer.Ordinal);
+        // One view of the shared base for every file: the readers check each file's base against it.
+        using var view = new PretrainedEncoder(baseEncoder.CreateEncoder(frozen: true), baseEncoder.Tokenizer, baseEncoder.Identity);
+        var ml = new MLContext();
         try
         {
             foreach (var path in paths)
-                foreach (var (layer, a) in EarlierFactorsA(path, baseEncoder))
+                foreach (var (layer, a) in EarlierFactorsA(ml, path, view))
                 {
                     if (!old.TryGetValue(layer, out var list))
                         throw new ArgumentException($"{Options}.OrthogonalTo: '{path}' adapts '{layer}', which the new adapter does not " +
@@ -211,13 +214,12 @@ internal static class RetentionOptions
     }
 
     /// <summary>An earlier adapter's A by layer path, from a PEFT folder or a SaveWithAdapters zip over the same base (CPU copies, the caller's).</summary>
-    private static List<(string Layer, Tensor A)> EarlierFactorsA(string path, SharedBaseEncoder baseEncoder)
+    private static List<(string Layer, Tensor A)> EarlierFactorsA(MLContext ml, string path, PretrainedEncoder baseEncoder)
     {
         string marker = $".{AdapterKeys.FactorA}.";
         try
         {
-            using var view = new PretrainedEncoder(baseEncoder.CreateEncoder(frozen: true), baseEncoder.Tokenizer, baseEncoder.Identity);
-            var factors = AdapterWeights.ReadFactors(new MLContext(), path, view);
+            var factors = AdapterWeights.ReadFactors(ml, path, baseEncoder);
             foreach (var b in factors.Where(f => !f.Key.Contains(marker, StringComparison.Ordinal))) b.Value.Dispose();
             return factors.Where(f => f.Key.Contains(marker, StringComparison.Ordinal))
                 .Select(f => (f.Key[..f.Key.IndexOf(marker, StringComparison.Ordinal)], f.Value)).ToList();

@@ -150,20 +150,23 @@ public sealed record SequenceSummary
         var references = summaries.Select(s => s.RelativeTo).Distinct().ToList();
         if (references.Count > 1)
             throw new ArgumentException($"The summaries mix figures relative to {string.Join(", ", references.Select(r => r is null ? "none" : $"'{r}'"))}; put each reference in a table of its own.", nameof(summaries));
-        string d = references.FirstOrDefault() is null ? "" : "Δ ";
-        string method = references.FirstOrDefault() is { } reference ? $"method − {reference.Replace("|", "\\|", StringComparison.Ordinal)}" : "method";
+        string? reference = references.FirstOrDefault();
+        string d = reference is null ? "" : "Δ ";
+        string method = reference is null ? "method" : $"method − {Escape(reference)}";
         var table = new StringBuilder()
             .AppendLine($"| {method} | {d}ACC | {d}forgetting | {d}BWT | {d}FWT | {d}new-task acc | {d}training time (s) |")
             .AppendLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var s in summaries)
         {
             table.Append(CultureInfo.InvariantCulture,
-                $"| {s.Method.Replace("|", "\\|", StringComparison.Ordinal)} | {Points(s.AverageAccuracy)} | {Points(s.AverageForgetting)} | {Points(s.BackwardTransfer)} | {Points(s.ForwardTransfer)} | {Points(s.NewTaskAccuracy)} | {s.TrainingSeconds.ToString("0")} |")
+                $"| {Escape(s.Method)} | {Points(s.AverageAccuracy)} | {Points(s.AverageForgetting)} | {Points(s.BackwardTransfer)} | {Points(s.ForwardTransfer)} | {Points(s.NewTaskAccuracy)} | {s.TrainingSeconds.ToString("0")} |")
                 .AppendLine();
         }
 
         return table.ToString();
     }
+
+    private static string Escape(string cell) => cell.Replace("|", "\\|", StringComparison.Ordinal);
 
     private static string Points(MetricInterval interval) => interval.Scale(100).ToString("0.0");
 
