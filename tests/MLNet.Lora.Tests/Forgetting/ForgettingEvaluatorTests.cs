@@ -126,7 +126,9 @@ public class ForgettingEvaluatorTests
         lora.Model.named_parameters().Should().OnlyContain(p => p.parameter.requires_grad == flags[p.name]);
         lora.Model.named_parameters().Should().OnlyContain(p => p.parameter.Identical(weights[p.name]), "SAM restores the weights bit-exactly");
         using var after = lora.Model.forward(probe);
-        after.Identical(before).Should().BeTrue();
+        // The weights are bit-identical (above). With 2 torch threads the forward pass after the evaluator has differed
+        // from the one before in the last bit in some processes (4e-9; never with 1 thread), so outputs agree to 1e-6.
+        after.allclose(before, rtol: 0, atol: 1e-6).Should().BeTrue();
 
         var conflict = report.GradientConflicts.Single();
         conflict.WeightMatrices.Select(s => s.ModuleKind).Should().Equal("query", "key", "value", "attention-output", "intermediate", "output");
